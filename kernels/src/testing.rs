@@ -1,0 +1,59 @@
+//! Helpers shared by the kernel tests, the benches and `kiln bench`: a device on the
+//! backend under test (asserted, because wgpu silently falls back to GL when Vulkan is
+//! missing) and a small seeded random generator.
+
+use kiln_tensor::{BackendChoice, Device, DeviceOptions};
+
+/// The device tests run on: `KILN_TEST_BACKEND` (default `vulkan`). Panics (tests only)
+/// if the backend that came up is not the one asked for.
+pub fn test_device() -> Device {
+    let name = std::env::var("KILN_TEST_BACKEND").unwrap_or_else(|_| "vulkan".into());
+    device_on(&name)
+}
+
+/// A device on the named backend, asserting that is the backend wgpu gave us.
+pub fn device_on(name: &str) -> Device {
+    let backend: BackendChoice = name.parse().expect("valid backend name");
+    let dev = Device::new(&DeviceOptions { backend, adapter: None })
+        .unwrap_or_else(|e| panic!("tests need a {name} adapter: {e}"));
+    let want = match backend {
+        BackendChoice::Vulkan => Some(wgpu::Backend::Vulkan),
+        BackendChoice::Gl => Some(wgpu::Backend::Gl),
+        BackendChoice::Metal => Some(wgpu::Backend::Metal),
+        BackendChoice::Dx12 => Some(wgpu::Backend::Dx12),
+        BackendChoice::Auto => None,
+    };
+    if let Some(want) = want {
+        assert_eq!(dev.backend(), want, "asked for {name} but wgpu gave {:?} ({})", dev.backend(), dev.info().name);
+    }
+    dev
+}
+
+/// xorshift64* — deterministic, dependency-free, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Uniform in [-scale, scale).
+    pub fn uniform(&mut self, scale: f32) -> f32 {
+        (self.unit() * 2.0 - 1.0) * scale
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(scale)).collect()
+    }
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % n as u64) as u32
+    }
+}

@@ -1,0 +1,93 @@
+//! Tolerances for comparing GPU kernels with their CPU twins, all in one place, and
+//! the comparison that prints max abs/rel error and the first bad index on failure.
+//!
+//! An element passes when |got - want| <= abs + rel * |want|. Infinities must match
+//! exactly; a NaN in `got` passes only where `want` is NaN too.
+
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    pub abs: f32,
+    pub rel: f32,
+}
+
+/// Elementwise ops on f32 (different exp/tanh implementations, a few ulp).
+pub const ELEMENTWISE: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+/// Row reductions: softmax, log-softmax, norms (summation order differs).
+pub const REDUCTION: Tol = Tol { abs: 1e-5, rel: 1e-4 };
+/// Dot products over K with f32 weights: error grows like sqrt(K) ulp.
+pub const MATMUL_F32: Tol = Tol { abs: 1e-4, rel: 1e-4 };
+/// f16/bf16 weights: the CPU twin dequantises the same bits, so only summation order differs.
+pub const MATMUL_HALF: Tol = Tol { abs: 2e-4, rel: 2e-4 };
+/// Attention: softmax + weighted sum, online on the GPU, two-pass on the CPU.
+pub const ATTENTION: Tol = Tol { abs: 1e-4, rel: 1e-4 };
+/// RoPE: the GPU and CPU read the same cos/sin table.
+pub const ROPE: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+/// Exact copies (embedding gather, KV append).
+pub const EXACT: Tol = Tol { abs: 0.0, rel: 0.0 };
+
+/// Summary of a comparison.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub max_abs: f32,
+    pub max_rel: f32,
+    pub first_bad: Option<usize>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "max abs err {:.3e}, max rel err {:.3e}", self.max_abs, self.max_rel)?;
+        if let Some(i) = self.first_bad {
+            write!(f, ", first bad index {i}")?;
+        }
+        Ok(())
+    }
+}
+
+fn element_ok(g: f32, w: f32, tol: Tol) -> bool {
+    if w.is_nan() {
+        return g.is_nan();
+    }
+    if w.is_infinite() || g.is_infinite() || g.is_nan() {
+        return g == w;
+    }
+    (g - w).abs() <= tol.abs + tol.rel * w.abs()
+}
+
+/// Compare `got` with `want`; `Err` carries a message naming `what`, the errors and the
+/// first bad index with both values.
+pub fn compare(what: &str, got: &[f32], want: &[f32], tol: Tol) -> Result<Report, String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: length {} != expected {}", got.len(), want.len()));
+    }
+    let mut r = Report::default();
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_finite() && g.is_finite() {
+            let abs = (g - w).abs();
+            r.max_abs = r.max_abs.max(abs);
+            if w != 0.0 {
+                r.max_rel = r.max_rel.max(abs / w.abs());
+            }
+        }
+        if r.first_bad.is_none() && !element_ok(g, w, tol) {
+            r.first_bad = Some(i);
+        }
+    }
+    match r.first_bad {
+        None => Ok(r),
+        Some(i) => Err(format!(
+            "{what}: mismatch (tolerance abs {:e} + rel {:e}): {r}; at index {i} got {} want {}",
+            tol.abs, tol.rel, got[i], want[i]
+        )),
+    }
+}
+
+/// Compare integer outputs exactly.
+pub fn compare_u32(what: &str, got: &[u32], want: &[u32]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: length {} != expected {}", got.len(), want.len()));
+    }
+    match got.iter().zip(want).position(|(g, w)| g != w) {
+        None => Ok(()),
+        Some(i) => Err(format!("{what}: first mismatch at index {i}: got {} want {}", got[i], want[i])),
+    }
+}

@@ -1,0 +1,1 @@
+//! Model crate: filled by the models issue.

@@ -1,0 +1,1 @@
+//! Sampler crate: filled by the sampling issue.

@@ -1,0 +1,396 @@
+//! Device selection: pick a backend and adapter, request its real limits and the
+//! optional features kiln uses (SHADER_F16, SUBGROUP, TIMESTAMP_QUERY), and keep the
+//! per-device caches (shader modules, pipelines, buffer pool, params arenas).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Result, TensorError};
+use crate::pool::BufferPool;
+
+/// Which graphics API wgpu should use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Every native backend; the first adapter that is not a CPU wins.
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Auto => wgpu::Backends::PRIMARY | wgpu::Backends::GL,
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+
+    /// The backend from the `KILN_BACKEND` environment variable, `Auto` if unset.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("KILN_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(BackendChoice::Auto),
+        }
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = TensorError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendChoice::Auto),
+            "vulkan" | "vk" => Ok(BackendChoice::Vulkan),
+            "metal" | "mtl" => Ok(BackendChoice::Metal),
+            "dx12" | "d3d12" => Ok(BackendChoice::Dx12),
+            "gl" | "gles" | "opengl" => Ok(BackendChoice::Gl),
+            _ => Err(TensorError::UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Vulkan => "vulkan",
+            BackendChoice::Metal => "metal",
+            BackendChoice::Dx12 => "dx12",
+            BackendChoice::Gl => "gl",
+        };
+        f.write_str(s)
+    }
+}
+
+/// How to choose a device: backend and optional adapter index (as listed by `kiln devices`).
+#[derive(Clone, Debug, Default)]
+pub struct DeviceOptions {
+    pub backend: BackendChoice,
+    pub adapter: Option<usize>,
+}
+
+const INSTALL_HINT: &str = "Install a GPU driver; on a machine without a GPU install the software \
+Vulkan driver (Debian/Ubuntu: `sudo apt-get install mesa-vulkan-drivers libvulkan1`).";
+
+fn instance(backend: BackendChoice) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backend.backends();
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the backend exposes, in the order `--adapter N` counts them.
+pub fn list_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
+    let inst = instance(backend);
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(backend.backends()));
+    // Stable order: real GPUs first, then by backend (Vulkan before GL), then by name.
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (device_type_rank(info.device_type), backend_rank(info.backend), info.name.clone())
+    });
+    adapters
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+/// Optional features kiln asks for when the adapter has them.
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY
+}
+
+/// A GPU device plus the caches kiln keeps for it. Cloning is cheap (shared handle).
+#[derive(Clone)]
+pub struct Device {
+    inner: Arc<DeviceInner>,
+}
+
+struct DeviceInner {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    pool: BufferPool,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    params_arenas: Mutex<Vec<wgpu::Buffer>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({} on {:?})", self.inner.info.name, self.inner.info.backend)
+    }
+}
+
+impl Device {
+    /// Open a device as `opts` says. `--adapter N` indexes `list_adapters(backend)`;
+    /// without it the first adapter in that order is used.
+    pub fn new(opts: &DeviceOptions) -> Result<Device> {
+        let adapters = list_adapters(opts.backend);
+        if adapters.is_empty() {
+            return Err(TensorError::NoAdapter {
+                backend: opts.backend.to_string(),
+                hint: INSTALL_HINT.to_string(),
+            });
+        }
+        let index = opts.adapter.unwrap_or(0);
+        let count = adapters.len();
+        let adapter = adapters.into_iter().nth(index).ok_or_else(|| TensorError::AdapterIndex {
+            index,
+            count,
+            backend: opts.backend.to_string(),
+        })?;
+        Device::from_adapter(adapter)
+    }
+
+    /// Open the default device: backend from `KILN_BACKEND`, first adapter.
+    pub fn from_env() -> Result<Device> {
+        Device::new(&DeviceOptions { backend: BackendChoice::from_env()?, adapter: None })
+    }
+
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
+        let info = adapter.get_info();
+        // wgpu's default limits are far below what real GPUs allow: ask for the adapter's own.
+        let limits = adapter.limits();
+        let features = adapter.features() & wanted_features();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: features,
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|source| TensorError::RequestDevice { adapter: info.name.clone(), source })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        // Without a handler wgpu panics on a validation error; record it and report it
+        // as an error at the next synchronisation point instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let pool = BufferPool::new(device.clone());
+        Ok(Device {
+            inner: Arc::new(DeviceInner {
+                adapter,
+                device,
+                queue,
+                info,
+                limits,
+                features,
+                pool,
+                modules: Mutex::new(HashMap::new()),
+                pipelines: Mutex::new(HashMap::new()),
+                params_arenas: Mutex::new(Vec::new()),
+                uncaptured,
+            }),
+        })
+    }
+
+    pub fn wgpu(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn backend(&self) -> wgpu::Backend {
+        self.inner.info.backend
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    pub fn has_timestamps(&self) -> bool {
+        self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+    pub fn pool(&self) -> &BufferPool {
+        &self.inner.pool
+    }
+
+    /// The largest tensor a single kernel binding can see, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size)
+    }
+
+    /// Refuse a tensor of `bytes` bytes if the adapter cannot bind it.
+    pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.max_binding_bytes();
+        if bytes > limit {
+            return Err(TensorError::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// A compiled compute pipeline for `entry` in the WGSL module `module_name`,
+    /// specialised by `overrides` (WGSL `override` constants); cached per device.
+    pub fn pipeline(
+        &self,
+        module_name: &'static str,
+        source: &'static str,
+        entry: &str,
+        overrides: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut key = format!("{module_name}::{entry}");
+        for (k, v) in overrides {
+            key.push_str(&format!(":{k}={v}"));
+        }
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.inner.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.inner.modules.lock().unwrap();
+            modules
+                .entry(module_name)
+                .or_insert_with(|| {
+                    self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(module_name),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
+                })
+                .clone()
+        };
+        let pipeline = self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: overrides,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            // Drop the broken module so a fixed source can be retried in the same process.
+            self.inner.modules.lock().unwrap().remove(module_name);
+            return Err(TensorError::Gpu { context: format!("compiling {key}"), detail: err.to_string() });
+        }
+        let pipeline = Arc::new(pipeline);
+        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Wait for all submitted work and report any GPU validation error seen since the last check.
+    pub fn sync(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| TensorError::Gpu { context: "waiting for the GPU".into(), detail: e.to_string() })?;
+        self.take_uncaptured_error()
+    }
+
+    pub(crate) fn take_uncaptured_error(&self) -> Result<()> {
+        let mut errs = self.inner.uncaptured.lock().unwrap();
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let detail = errs.join("; ");
+        errs.clear();
+        Err(TensorError::Gpu { context: "a previous GPU command".into(), detail })
+    }
+
+    pub(crate) fn take_params_arena(&self) -> wgpu::Buffer {
+        if let Some(b) = self.inner.params_arenas.lock().unwrap().pop() {
+            return b;
+        }
+        self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln params arena"),
+            size: crate::record::PARAMS_ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn return_params_arena(&self, b: wgpu::Buffer) {
+        self.inner.params_arenas.lock().unwrap().push(b);
+    }
+}
+
+/// One line per fact about an adapter, as `kiln devices` prints them.
+pub fn describe_adapter(adapter: &wgpu::Adapter) -> AdapterReport {
+    let info = adapter.get_info();
+    let l = adapter.limits();
+    let f = adapter.features();
+    let mut features = Vec::new();
+    for (flag, name) in [
+        (wgpu::Features::SHADER_F16, "SHADER_F16"),
+        (wgpu::Features::SUBGROUP, "SUBGROUP"),
+        (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
+        (wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES, "TIMESTAMP_QUERY_INSIDE_PASSES"),
+        (wgpu::Features::SHADER_INT64, "SHADER_INT64"),
+        (wgpu::Features::IMMEDIATES, "IMMEDIATES"),
+    ] {
+        if f.contains(flag) {
+            features.push(name.to_string());
+        }
+    }
+    AdapterReport {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        max_buffer_size: l.max_buffer_size,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+        max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+        features,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub features: Vec<String>,
+}

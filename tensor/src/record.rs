@@ -1,0 +1,291 @@
+//! `Recorder`: records many kernel dispatches into ONE command encoder and submits
+//! them together. Kernel launchers in the `kernels` crate call `Recorder::dispatch`;
+//! model code only sees launchers and tensors.
+//!
+//! Each dispatch binds `inputs`, then `outputs`, then (if non-empty) its params as a
+//! uniform, at bindings 0, 1, 2, ... in that order. Params of all dispatches share
+//! 64 KiB uniform arenas reused across submits, so recording allocates no buffers.
+//! Optionally the recorder keeps a trace (kernel, shapes, bytes, FLOPs) for
+//! `kiln generate --trace`, and GPU timestamps per dispatch for `kiln bench`.
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Result, TensorError};
+use crate::tensor::Tensor;
+
+pub(crate) const PARAMS_ARENA_BYTES: u64 = 64 * 1024;
+
+/// One kernel launch, as a launcher describes it.
+pub struct Dispatch<'a> {
+    /// `family::entry`, e.g. `matmul::matmul`; shown in traces and benches.
+    pub kernel: &'static str,
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub inputs: &'a [&'a Tensor],
+    pub outputs: &'a [&'a Tensor],
+    /// Bytes of the kernel's `params` uniform (a `#[repr(C)]` Pod struct); may be empty.
+    pub params: &'a [u8],
+    pub workgroups: [u32; 3],
+    /// Floating-point operations (a multiply-add counts 2).
+    pub flops: u64,
+    /// Bytes the kernel must read and write at minimum.
+    pub bytes: u64,
+}
+
+/// What a trace keeps of one dispatch.
+#[derive(Clone, Debug)]
+pub struct TraceEntry {
+    pub kernel: &'static str,
+    pub inputs: Vec<(Vec<usize>, DType)>,
+    pub outputs: Vec<(Vec<usize>, DType)>,
+    pub workgroups: [u32; 3],
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+/// What `submit` returns.
+#[derive(Clone, Debug, Default)]
+pub struct Submitted {
+    pub trace: Vec<TraceEntry>,
+    /// GPU time of each dispatch in nanoseconds, when timing was requested and supported.
+    pub gpu_ns: Option<Vec<f64>>,
+}
+
+struct Timing {
+    query_set: wgpu::QuerySet,
+    capacity: u32,
+    used: u32,
+}
+
+pub struct Recorder {
+    device: Device,
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    arenas: Vec<(wgpu::Buffer, Vec<u8>)>,
+    trace: Option<Vec<TraceEntry>>,
+    timing: Option<Timing>,
+}
+
+fn align_up(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+impl Recorder {
+    pub fn new(device: &Device) -> Recorder {
+        let encoder = device.wgpu().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln") });
+        Recorder { device: device.clone(), encoder, pass: None, arenas: Vec::new(), trace: None, timing: None }
+    }
+
+    /// Keep a trace of every dispatch (returned by `submit`).
+    pub fn with_trace(mut self) -> Recorder {
+        self.trace = Some(Vec::new());
+        self
+    }
+
+    /// Time up to `max_dispatches` dispatches with GPU timestamps when the adapter
+    /// supports them (otherwise `Submitted::gpu_ns` is `None`).
+    pub fn with_timing(mut self, max_dispatches: u32) -> Recorder {
+        if self.device.has_timestamps() && max_dispatches > 0 {
+            let query_set = self.device.wgpu().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kiln timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: max_dispatches * 2,
+            });
+            self.timing = Some(Timing { query_set, capacity: max_dispatches, used: 0 });
+        }
+        self
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Copy params into the current arena and return (buffer index, offset).
+    fn stage_params(&mut self, params: &[u8]) -> (usize, u64) {
+        let align = self.device.limits().min_uniform_buffer_offset_alignment as u64;
+        let need = align_up(params.len() as u64, 16);
+        let fits = self
+            .arenas
+            .last()
+            .map(|(_, host)| align_up(host.len() as u64, align) + need <= PARAMS_ARENA_BYTES)
+            .unwrap_or(false);
+        if !fits {
+            self.arenas.push((self.device.take_params_arena(), Vec::new()));
+        }
+        let idx = self.arenas.len() - 1;
+        let host = &mut self.arenas[idx].1;
+        let offset = align_up(host.len() as u64, align);
+        host.resize(offset as usize, 0);
+        host.extend_from_slice(params);
+        host.resize((offset + need) as usize, 0);
+        (idx, offset)
+    }
+
+    /// Record one kernel launch.
+    pub fn dispatch(&mut self, d: Dispatch<'_>) -> Result<()> {
+        let max_wg = self.device.limits().max_compute_workgroups_per_dimension;
+        if d.workgroups.iter().any(|&w| w > max_wg) {
+            return Err(TensorError::TooLarge {
+                what: format!("dispatch of {} with workgroups {:?}", d.kernel, d.workgroups),
+                bytes: *d.workgroups.iter().max().unwrap() as u64,
+                limit: max_wg as u64,
+                limit_name: "max_compute_workgroups_per_dimension",
+            });
+        }
+        if d.workgroups.contains(&0) {
+            return Ok(());
+        }
+        let params_at = if d.params.is_empty() { None } else { Some(self.stage_params(d.params)) };
+        let mut entries: Vec<wgpu::BindGroupEntry> = d
+            .inputs
+            .iter()
+            .chain(d.outputs.iter())
+            .enumerate()
+            .map(|(i, t)| wgpu::BindGroupEntry { binding: i as u32, resource: t.binding() })
+            .collect();
+        if let Some((arena, offset)) = params_at {
+            entries.push(wgpu::BindGroupEntry {
+                binding: entries.len() as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.arenas[arena].0,
+                    offset,
+                    size: wgpu::BufferSize::new(align_up(d.params.len() as u64, 16)),
+                }),
+            });
+        }
+        let layout = d.pipeline.get_bind_group_layout(0);
+        let bind_group = self.device.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(d.kernel),
+            layout: &layout,
+            entries: &entries,
+        });
+
+        let timestamp_index = match &mut self.timing {
+            Some(t) if t.used < t.capacity => {
+                t.used += 1;
+                Some(t.used - 1)
+            }
+            _ => None,
+        };
+        if let Some(i) = timestamp_index {
+            // A timed dispatch gets a pass of its own so its begin/end stamps bracket it alone.
+            self.pass = None;
+            let qs = &self.timing.as_ref().unwrap().query_set;
+            let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.kernel),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(2 * i),
+                    end_of_pass_write_index: Some(2 * i + 1),
+                }),
+            });
+            pass.set_pipeline(d.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        } else {
+            if self.pass.is_none() {
+                let pass = self
+                    .encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kiln"), timestamp_writes: None })
+                    .forget_lifetime();
+                self.pass = Some(pass);
+            }
+            let pass = self.pass.as_mut().unwrap();
+            pass.set_pipeline(d.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        }
+
+        if let Some(trace) = &mut self.trace {
+            trace.push(TraceEntry {
+                kernel: d.kernel,
+                inputs: d.inputs.iter().map(|t| (t.shape().to_vec(), t.dtype())).collect(),
+                outputs: d.outputs.iter().map(|t| (t.shape().to_vec(), t.dtype())).collect(),
+                workgroups: d.workgroups,
+                flops: d.flops,
+                bytes: d.bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copy all of `src` into `dst` starting at element `dst_elem_offset` of `dst`.
+    pub fn copy_into(&mut self, src: &Tensor, dst: &Tensor, dst_elem_offset: usize) -> Result<()> {
+        if src.dtype() != dst.dtype() {
+            return Err(TensorError::dtype("copy_into", format!("{} into {}", src.dtype(), dst.dtype())));
+        }
+        let dst_off = src.dtype().storage_bytes(dst_elem_offset);
+        if dst_elem_offset + src.numel() > dst.numel() {
+            return Err(TensorError::shape(
+                "copy_into",
+                format!("{} elements at offset {dst_elem_offset} overflow {:?}", src.numel(), dst.shape()),
+            ));
+        }
+        if src.byte_len() % 4 != 0 || dst_off % 4 != 0 {
+            return Err(TensorError::shape("copy_into", "copies must be whole 4-byte words"));
+        }
+        self.pass = None;
+        self.encoder.copy_buffer_to_buffer(
+            src.buffer(),
+            src.byte_offset(),
+            dst.buffer(),
+            dst.byte_offset() + dst_off,
+            src.byte_len(),
+        );
+        Ok(())
+    }
+
+    /// Submit everything recorded, wait for it, and return the trace / timings.
+    pub fn submit(mut self) -> Result<Submitted> {
+        self.pass = None;
+        for (buffer, host) in &self.arenas {
+            if !host.is_empty() {
+                self.device.queue().write_buffer(buffer, 0, host);
+            }
+        }
+        let mut resolve = None;
+        if let Some(t) = &self.timing {
+            if t.used > 0 {
+                let bytes = t.used as u64 * 2 * 8;
+                let resolved = self.device.wgpu().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln timestamps resolve"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let readback = self.device.wgpu().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln timestamps readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                self.encoder.resolve_query_set(&t.query_set, 0..t.used * 2, &resolved, 0);
+                self.encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, bytes);
+                resolve = Some(readback);
+            }
+        }
+        let Recorder { device, encoder, arenas, trace, .. } = self;
+        device.queue().submit([encoder.finish()]);
+        for (buffer, _) in arenas {
+            device.return_params_arena(buffer);
+        }
+        let gpu_ns = match resolve {
+            Some(readback) => {
+                readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+                device.sync()?;
+                let view = readback
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| TensorError::Gpu { context: "timestamps".into(), detail: e.to_string() })?;
+                let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(&view);
+                drop(view);
+                let period = device.queue().get_timestamp_period() as f64;
+                Some(stamps.chunks_exact(2).map(|c| c[1].saturating_sub(c[0]) as f64 * period).collect())
+            }
+            None => {
+                device.sync()?;
+                None
+            }
+        };
+        Ok(Submitted { trace: trace.unwrap_or_default(), gpu_ns })
+    }
+}
