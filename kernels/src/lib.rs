@@ -8,8 +8,17 @@
 //!
 //! [`Recorder`]: kiln_tensor::Recorder
 
+pub mod argmax;
+pub mod attention;
 pub mod elementwise;
+pub mod embedding;
+pub mod kv_cache;
 pub mod launch;
+pub mod matmul;
+pub mod matvec;
+pub mod norm;
+pub mod rope;
+pub mod softmax;
 pub mod reference;
 pub mod shaders;
 pub mod testing;

@@ -1,6 +1,6 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
 //! shared `weights.wgsl` loader prepended. `ALL` lists them for the portability test
-//! (naga → MSL / HLSL / SPIR-V) and nothing else.
+//! (naga → MSL / HLSL / SPIR-V).
 
 macro_rules! wgsl {
     ($name:literal) => {
@@ -12,6 +12,26 @@ macro_rules! wgsl {
 }
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
+pub const MATMUL: &str = wgsl!(weights + "matmul");
+pub const MATVEC: &str = wgsl!(weights + "matvec");
+pub const EMBEDDING: &str = wgsl!(weights + "embedding");
+pub const SOFTMAX: &str = wgsl!("softmax");
+pub const NORM: &str = wgsl!("norm");
+pub const ARGMAX: &str = wgsl!("argmax");
+pub const ROPE: &str = wgsl!("rope");
+pub const ATTENTION: &str = wgsl!("attention");
+pub const KV_CACHE: &str = wgsl!("kv_cache");
 
 /// (module name, source) of every kernel module.
-pub const ALL: &[(&str, &str)] = &[("elementwise", ELEMENTWISE)];
+pub const ALL: &[(&str, &str)] = &[
+    ("elementwise", ELEMENTWISE),
+    ("matmul", MATMUL),
+    ("matvec", MATVEC),
+    ("embedding", EMBEDDING),
+    ("softmax", SOFTMAX),
+    ("norm", NORM),
+    ("argmax", ARGMAX),
+    ("rope", ROPE),
+    ("attention", ATTENTION),
+    ("kv_cache", KV_CACHE),
+];

@@ -1,5 +1,5 @@
-//! Naive CPU twins of every kernel: the definition each WGSL kernel is tested against.
-//! Written for clarity, in f64 accumulation where it makes the reference more exact.
+//! CPU twins for wgsl/elementwise.wgsl.
+
 
 /// `a + b` with `b` broadcast over `a`'s leading dimensions.
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {

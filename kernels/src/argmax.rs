@@ -1,0 +1,1 @@
+//! Launchers for wgsl/argmax.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! Launchers for wgsl/attention.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! Launchers for wgsl/embedding.wgsl — to be written.

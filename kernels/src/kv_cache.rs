@@ -1,0 +1,1 @@
+//! Launchers for wgsl/kv_cache.wgsl — to be written.

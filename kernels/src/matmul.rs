@@ -1,0 +1,1 @@
+//! Launchers for wgsl/matmul.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! Launchers for wgsl/matvec.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! Launchers for wgsl/norm.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/argmax.wgsl — to be written.

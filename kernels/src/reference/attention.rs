@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/attention.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/embedding.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/kv_cache.wgsl — to be written.

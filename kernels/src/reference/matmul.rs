@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/matmul.wgsl — to be written.

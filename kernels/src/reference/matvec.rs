@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/matvec.wgsl — to be written.

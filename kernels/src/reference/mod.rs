@@ -1,0 +1,16 @@
+//! Naive CPU twins of every kernel: the definition each WGSL kernel is tested against.
+//! One file per op family, mirroring `wgsl/`. Written for clarity, accumulating in
+//! f64 where that makes the reference more exact.
+
+pub mod argmax;
+pub mod attention;
+pub mod elementwise;
+pub mod embedding;
+pub mod kv_cache;
+pub mod matmul;
+pub mod matvec;
+pub mod norm;
+pub mod rope;
+pub mod softmax;
+
+pub use elementwise::*;

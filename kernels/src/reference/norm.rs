@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/norm.wgsl — to be written.

@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/rope.wgsl — to be written.

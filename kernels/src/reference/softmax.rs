@@ -1,0 +1,1 @@
+//! CPU twin for wgsl/softmax.wgsl — to be written.

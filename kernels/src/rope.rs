@@ -1,0 +1,1 @@
+//! Launchers for wgsl/rope.wgsl — to be written.

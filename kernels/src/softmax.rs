@@ -1,0 +1,1 @@
+//! Launchers for wgsl/softmax.wgsl — to be written.

@@ -1,0 +1,3 @@
+// kv_cache.wgsl — stub, to be written.
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(1) fn stub() { out[0] = 0.0; }
