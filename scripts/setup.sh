@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu machine for kiln and build it (release).
+#  - installs the Vulkan loader, and Mesa's software Vulkan driver (lavapipe) when no
+#    Vulkan driver is installed (a machine without a GPU still runs every kernel);
+#  - with --with-gl also Mesa's GL/EGL (llvmpipe) for the GL smoke tests;
+#  - builds the `kiln` binary into target/release/kiln.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_gl=0
+[[ "${1:-}" == "--with-gl" ]] && with_gl=1
+
+sudo_cmd=""
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd="sudo"; fi
+
+have_icd() {
+    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json >/dev/null 2>&1
+}
+
+pkgs=()
+if command -v apt-get >/dev/null 2>&1; then
+    ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || pkgs+=(libvulkan1)
+    if ! have_icd; then
+        echo "setup: no Vulkan driver found; installing Mesa's software driver (lavapipe)"
+        pkgs+=(mesa-vulkan-drivers)
+    fi
+    if [[ $with_gl -eq 1 ]]; then
+        pkgs+=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2)
+    fi
+    if [[ ${#pkgs[@]} -gt 0 ]]; then
+        $sudo_cmd apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    fi
+else
+    echo "setup: not a Debian/Ubuntu system; install a Vulkan, Metal or DX12 driver yourself" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found. Install Rust 1.87 or newer with rustup, then run this again." >&2
+    exit 1
+fi
+
+# Lavapipe warns about XDG_RUNTIME_DIR on headless machines; give it one.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+
+cargo build --release -p kiln-cli
+echo "setup: built target/release/kiln"
