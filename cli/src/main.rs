@@ -1,1 +1,59 @@
-fn main(){}
+//! `kiln` — run and benchmark transformer kernels on any GPU wgpu supports.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use kiln_tensor::{BackendChoice, Device, DeviceOptions};
+
+mod bench;
+mod devices;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "GPU tensor framework on wgpu: WGSL kernels, GPT-2 and Qwen2 models")]
+struct Cli {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// Graphics API: auto, vulkan, metal, dx12 or gl.
+    #[arg(long, global = true, env = "KILN_BACKEND", default_value = "auto")]
+    backend: String,
+    /// Adapter index as listed by `kiln devices` (default: the first, GPUs before CPUs).
+    #[arg(long, global = true)]
+    adapter: Option<usize>,
+}
+
+impl DeviceArgs {
+    pub fn backend(&self) -> Result<BackendChoice> {
+        Ok(self.backend.parse()?)
+    }
+    pub fn open(&self) -> Result<Device> {
+        Ok(Device::new(&DeviceOptions { backend: self.backend()?, adapter: self.adapter })?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter with its backend, type, driver, limits and features.
+    Devices,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices => devices::run(&cli.device),
+        Command::Bench { what } => bench::run(&cli.device, what),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,3 +1,84 @@
-// argmax.wgsl — stub, to be written.
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(1) fn stub() { out[0] = 0.0; }
+// argmax.wgsl — one workgroup finds the index of the largest entry of one row of x [rows, n].
+//
+// Bindings (in order): x (f32 [rows, n]), out (u32 [rows]), params.
+//   argmax  out[r] = smallest i with x[r, i] == max_j x[r, j]      torch: x.argmax(dim=-1)
+// Ties go to the smallest index (like torch). NaNs are ignored (torch would pick the
+// NaN); -0.0 ties with +0.0; a row of -inf gives 0, and a row with nothing but NaN
+// gives 0 too.
+//
+// Each invocation scans a strided slice of the row keeping its best (key, index), then a
+// workgroup tree reduction combines the pairs. Values are compared as order-preserving
+// u32 keys, so the result does not depend on how a driver treats inf or -0.0.
+// Rows beyond one grid dimension's workgroup limit fold into a 2-D grid:
+// row = workgroup_id.x + workgroup_id.y * row_stride.
+
+struct Params {
+    rows: u32,
+    n: u32,
+    row_stride: u32,
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+// Index of "no candidate yet"; its key 0 is below every real value's key.
+const NONE: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+var<workgroup> red_key: array<u32, WG>;
+var<workgroup> red_idx: array<u32, WG>;
+
+// Map an f32 to a u32 whose unsigned order is the float order: flip all bits of
+// negatives, flip the sign bit of positives. -0.0 maps like +0.0. Keys of non-NaN
+// values are >= 0x007fffff (that of -inf), so key 0 never belongs to a real value.
+fn order_key(v: f32) -> u32 {
+    var bits = bitcast<u32>(v);
+    if (bits == 0x80000000u) { bits = 0u; }
+    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+}
+
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Whether candidate (ka, ia) beats (kb, ib): larger value, or equal value at a smaller index.
+fn beats(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
+    return ka > kb || (ka == kb && ia < ib);
+}
+
+@compute @workgroup_size(WG)
+fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = wg.x + wg.y * p.row_stride;
+    if (row >= p.rows) { return; }
+    let lid = lid3.x;
+    let base = row * p.n;
+
+    // This invocation's best over i = lid, lid + WG, ... (increasing i: keep the first).
+    var best_key = 0u;
+    var best_idx = NONE;
+    for (var i = lid; i < p.n; i += WG) {
+        let v = x[base + i];
+        let k = order_key(v);
+        if (!is_nan(v) && k > best_key) {
+            best_key = k;
+            best_idx = i;
+        }
+    }
+
+    red_key[lid] = best_key;
+    red_idx[lid] = best_idx;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s && beats(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid])) {
+            red_key[lid] = red_key[lid + s];
+            red_idx[lid] = red_idx[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        let idx = red_idx[0];
+        out[row] = select(idx, 0u, idx == NONE);
+    }
+}

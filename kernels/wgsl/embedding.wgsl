@@ -1,4 +1,37 @@
-// embedding.wgsl — stub, to be written.
-@group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(1) fn stub() { out[0] = load_w(0u); }
+// embedding.wgsl — one invocation copies one output element: a token's row of the table.
+//
+// Bindings (in order): ids (u32 [n_ids]), w (the table [vocab, d] as array<u32>, f32/f16/bf16
+// by W_DTYPE, read with load_w from weights.wgsl), out (f32 [n_ids, d]), params.
+//   embedding  out[t, j] = table[ids[t], j]        torch: F.embedding(ids, table).float()
+// An id >= vocab writes a row of zeros: the kernel cannot report errors, so callers
+// check host ids first (`embedding::check_ids`).
+// The grid is 2-D when n_ids * d exceeds one dimension's workgroup limit; `row_stride`
+// is the number of invocations per grid row.
+
+struct Params {
+    n: u32,       // n_ids * d output elements
+    d: u32,
+    vocab: u32,
+    row_stride: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<storage, read> ids: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn embedding(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k = gid.x + gid.y * p.row_stride;
+    if (k >= p.n) { return; }
+    let t = k / p.d;
+    let j = k - t * p.d;
+    let id = ids[t];
+    var v = 0.0;
+    if (id < p.vocab) {
+        v = load_w(id * p.d + j);
+    }
+    out[k] = v;
+}

@@ -210,26 +210,47 @@ impl Recorder {
 
     /// Copy all of `src` into `dst` starting at element `dst_elem_offset` of `dst`.
     pub fn copy_into(&mut self, src: &Tensor, dst: &Tensor, dst_elem_offset: usize) -> Result<()> {
+        self.copy_region(src, 0, dst, dst_elem_offset, src.numel())
+    }
+
+    /// Copy `count` elements from element `src_elem_offset` of `src` to element
+    /// `dst_elem_offset` of `dst` (same dtype; offsets and size in whole 4-byte words).
+    pub fn copy_region(
+        &mut self,
+        src: &Tensor,
+        src_elem_offset: usize,
+        dst: &Tensor,
+        dst_elem_offset: usize,
+        count: usize,
+    ) -> Result<()> {
+        let op = "copy";
         if src.dtype() != dst.dtype() {
-            return Err(TensorError::dtype("copy_into", format!("{} into {}", src.dtype(), dst.dtype())));
+            return Err(TensorError::dtype(op, format!("{} into {}", src.dtype(), dst.dtype())));
         }
-        let dst_off = src.dtype().storage_bytes(dst_elem_offset);
-        if dst_elem_offset + src.numel() > dst.numel() {
-            return Err(TensorError::shape(
-                "copy_into",
-                format!("{} elements at offset {dst_elem_offset} overflow {:?}", src.numel(), dst.shape()),
-            ));
+        for (name, t, off) in [("source", src, src_elem_offset), ("destination", dst, dst_elem_offset)] {
+            if off.checked_add(count).is_none_or(|end| end > t.numel()) {
+                return Err(TensorError::shape(
+                    op,
+                    format!("{count} elements at offset {off} overflow the {name} of shape {:?}", t.shape()),
+                ));
+            }
         }
-        if src.byte_len() % 4 != 0 || dst_off % 4 != 0 {
-            return Err(TensorError::shape("copy_into", "copies must be whole 4-byte words"));
+        let dt = src.dtype();
+        let (src_off, dst_off, bytes) =
+            (dt.storage_bytes(src_elem_offset), dt.storage_bytes(dst_elem_offset), dt.storage_bytes(count));
+        if src_off % 4 != 0 || dst_off % 4 != 0 || bytes % 4 != 0 {
+            return Err(TensorError::shape(op, "copies must start and end on whole 4-byte words"));
+        }
+        if src.same_storage(dst) {
+            return Err(TensorError::shape(op, "source and destination must be different buffers"));
         }
         self.pass = None;
         self.encoder.copy_buffer_to_buffer(
             src.buffer(),
-            src.byte_offset(),
+            src.byte_offset() + src_off,
             dst.buffer(),
             dst.byte_offset() + dst_off,
-            src.byte_len(),
+            bytes,
         );
         Ok(())
     }

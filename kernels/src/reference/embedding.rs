@@ -1,1 +1,17 @@
-//! CPU twin for wgsl/embedding.wgsl — to be written.
+//! CPU twin for wgsl/embedding.wgsl.
+
+/// Rows of `table` (`[vocab, d]`, already dequantised to f32) picked by `ids`;
+/// an id ≥ vocab gives a row of zeros, as in the kernel.
+pub fn embedding(ids: &[u32], table: &[f32], d: usize) -> Vec<f32> {
+    let vocab = table.len() / d;
+    ids.iter()
+        .flat_map(|&id| {
+            let id = id as usize;
+            if id < vocab {
+                table[id * d..(id + 1) * d].to_vec()
+            } else {
+                vec![0.0; d]
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,33 @@
+//! `kiln bench ...`: benchmarks that print figures (never pass/fail on speed).
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::DeviceArgs;
+
+mod cases;
+mod kernels;
+mod measure;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Every kernel at GPT-2 124M and Qwen2.5-0.5B layer shapes (decode and prefill):
+    /// median GPU time, GFLOP/s, GB/s and a correctness check against the CPU twin.
+    Kernels {
+        /// Print a JSON array (one object per kernel) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only run cases whose kernel or shape contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Time budget per case in milliseconds (more iterations on fast devices).
+        #[arg(long, default_value_t = 300)]
+        budget_ms: u64,
+    },
+}
+
+pub fn run(args: &DeviceArgs, cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Kernels { json, filter, budget_ms } => kernels::run(args, json, filter.as_deref(), budget_ms),
+    }
+}
