@@ -6,6 +6,10 @@ use kiln_tensor::{BackendChoice, Device, DeviceOptions};
 
 mod bench;
 mod devices;
+mod generate;
+mod model_args;
+mod next;
+mod trace;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "GPU tensor framework on wgpu: WGSL kernels, GPT-2 and Qwen2 models")]
@@ -39,6 +43,10 @@ impl DeviceArgs {
 enum Command {
     /// List every adapter with its backend, type, driver, limits and features.
     Devices,
+    /// Generate text from a prompt, streaming it to stdout.
+    Generate(generate::GenerateArgs),
+    /// Show the most likely next tokens after a prompt.
+    Next(next::NextArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -50,6 +58,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices::run(&cli.device),
+        Command::Generate(args) => generate::run(&cli.device, args),
+        Command::Next(args) => next::run(&cli.device, args),
         Command::Bench { what } => bench::run(&cli.device, what),
     };
     if let Err(e) = result {

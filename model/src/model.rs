@@ -1,0 +1,83 @@
+//! `Model`: a loaded GPT-2 or Qwen2/Llama, behind one forward API.
+
+use kiln_tensor::{DType, Device, Recorder, Tensor};
+
+use crate::gpt2::Gpt2;
+use crate::kv_cache::KvCache;
+use crate::nn::{LmHead, Linear};
+use crate::qwen2::Qwen2;
+use crate::{Arch, ModelConfig, ModelDir, ModelError, Result, WeightStore};
+
+pub enum Model {
+    Gpt2(Gpt2),
+    Qwen2(Qwen2),
+}
+
+impl Model {
+    /// Upload an opened Hugging Face directory's weights to `dev`.
+    pub fn load(dev: &Device, dir: &ModelDir) -> Result<Model> {
+        let tied = dir.lm_head_tied();
+        Ok(match dir.config.arch {
+            Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &dir.config, &dir.weights, tied)?),
+            Arch::Qwen2 | Arch::Llama => Model::Qwen2(Qwen2::load(dev, &dir.config, &dir.weights, tied)?),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Model::Gpt2(m) => &m.config,
+            Model::Qwen2(m) => &m.config,
+        }
+    }
+
+    /// A KV cache for `capacity` positions, refusing more than the model's context.
+    pub fn new_cache(&self, dev: &Device, capacity: usize) -> Result<KvCache> {
+        let c = self.config();
+        if capacity > c.max_position_embeddings {
+            return Err(ModelError::Context {
+                detail: format!(
+                    "{capacity} positions requested but the model's context is {} positions (max_position_embeddings)",
+                    c.max_position_embeddings
+                ),
+            });
+        }
+        KvCache::new(dev, c.n_layers, capacity.max(1), c.n_kv_heads, c.head_dim)
+    }
+
+    /// Run `ids` `[seq]` (u32) at positions `cache.len..`; logits `[seq, vocab]` when
+    /// `all_logits`, else `[1, vocab]` for the last position.
+    pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
+        match self {
+            Model::Gpt2(m) => m.forward(rec, ids, cache, all_logits),
+            Model::Qwen2(m) => m.forward(rec, ids, cache, all_logits),
+        }
+    }
+}
+
+/// The last row of `h` `[seq, d]` as `[1, d]` (a copy; views need aligned offsets).
+pub(crate) fn last_row(rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
+    let (seq, d) = (h.dim(0), h.dim(1));
+    if seq == 1 {
+        return Ok(h.clone());
+    }
+    let out = Tensor::empty(h.device(), &[1, d], DType::F32)?;
+    rec.copy_region(h, (seq - 1) * d, &out, 0, d)?;
+    Ok(out)
+}
+
+/// The LM head: the tied embedding tensor itself when tied (no second copy), else
+/// `name` uploaded in row blocks that each fit one binding.
+pub(crate) fn load_lm_head(
+    dev: &Device,
+    w: &WeightStore,
+    name: &str,
+    vocab: usize,
+    hidden: usize,
+    tied: Option<&Tensor>,
+) -> Result<LmHead> {
+    if let Some(embedding) = tied {
+        return Ok(LmHead { blocks: vec![(0, Linear::new(embedding.clone(), None))], vocab });
+    }
+    let blocks = w.load_row_blocks(dev, name, &[vocab, hidden], None)?;
+    Ok(LmHead { blocks: blocks.into_iter().map(|(start, t)| (start, Linear::new(t, None))).collect(), vocab })
+}

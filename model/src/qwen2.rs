@@ -1,0 +1,116 @@
+//! Qwen2 and Llama (Llama = Qwen2 without the QKV bias): pre-norm decoder with RMSNorm,
+//! rotary position embeddings, grouped-query attention over a KV cache and a SwiGLU
+//! MLP. Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py`.
+
+use kiln_kernels::{attention, embedding, kv_cache, rope};
+use kiln_tensor::{DType, Device, Recorder, Tensor};
+
+use crate::kv_cache::KvCache;
+use crate::nn::{self, LmHead, Linear, RmsNorm};
+use crate::{ModelConfig, Result, WeightStore};
+
+pub struct Qwen2Layer {
+    input_norm: RmsNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    post_attention_norm: RmsNorm,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+pub struct Qwen2 {
+    pub config: ModelConfig,
+    embed_tokens: Tensor, // [vocab, hidden]
+    layers: Vec<Qwen2Layer>,
+    norm: RmsNorm,
+    lm_head: LmHead,
+    rope: rope::RopeTable,
+}
+
+fn linear(w: &WeightStore, dev: &Device, name: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
+    let weight = w.load(dev, &format!("{name}.weight"), &shape)?;
+    let bias = if bias { Some(w.load_f32(dev, &format!("{name}.bias"), &[shape[0]])?) } else { None };
+    Ok(Linear::new(weight, bias))
+}
+
+impl Qwen2 {
+    /// Upload every weight (in its stored dtype; norms and biases as f32).
+    pub fn load(dev: &Device, config: &ModelConfig, w: &WeightStore, tied: bool) -> Result<Qwen2> {
+        let c = config;
+        let (h, q, kv, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let eps = c.norm_eps as f32;
+        let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { weight: w.load_f32(dev, name, &[h])?, eps }) };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Qwen2Layer {
+                input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
+                q_proj: linear(w, dev, &format!("{p}.self_attn.q_proj"), [q, h], c.qkv_bias)?,
+                k_proj: linear(w, dev, &format!("{p}.self_attn.k_proj"), [kv, h], c.qkv_bias)?,
+                v_proj: linear(w, dev, &format!("{p}.self_attn.v_proj"), [kv, h], c.qkv_bias)?,
+                o_proj: linear(w, dev, &format!("{p}.self_attn.o_proj"), [h, q], c.o_bias)?,
+                post_attention_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                gate_proj: linear(w, dev, &format!("{p}.mlp.gate_proj"), [inter, h], c.mlp_bias)?,
+                up_proj: linear(w, dev, &format!("{p}.mlp.up_proj"), [inter, h], c.mlp_bias)?,
+                down_proj: linear(w, dev, &format!("{p}.mlp.down_proj"), [h, inter], c.mlp_bias)?,
+            });
+        }
+        let embed_name = crate::embedding_name(c.arch);
+        let embed_tokens = w.load(dev, embed_name, &[c.vocab_size, h])?;
+        let head_name = if tied { embed_name } else { crate::LM_HEAD };
+        let lm_head = crate::model::load_lm_head(dev, w, head_name, c.vocab_size, h, tied.then_some(&embed_tokens))?;
+        let rope = rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, c.max_position_embeddings)?;
+        Ok(Qwen2 { config: c.clone(), embed_tokens, layers, norm: norm("model.norm.weight")?, lm_head, rope })
+    }
+
+    /// Run `ids` (at positions `cache.len ..`) through the model, appending their K/V to
+    /// the cache. Returns logits `[seq, vocab]`, or `[1, vocab]` for the last position
+    /// only when `all_logits` is false.
+    pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
+        let c = &self.config;
+        let seq = ids.numel();
+        let pos = cache.len;
+        cache.check_room(seq)?;
+        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let dev = ids.device();
+
+        let mut h = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?; // [seq, hidden]
+        embedding::embedding(rec, ids, &self.embed_tokens, &h)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Self-attention block.
+            let x = layer.input_norm.forward(rec, &h)?; // [seq, hidden]
+            let q = layer.q_proj.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
+            let k = layer.k_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
+            let v = layer.v_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
+            let q_rot = Tensor::empty(dev, &[seq, nh, hd], DType::F32)?;
+            let k_rot = Tensor::empty(dev, &[seq, nkv, hd], DType::F32)?;
+            rope::rope(rec, &q, &self.rope, pos, rope::RopeMode::HalfSplit, &q_rot)?;
+            rope::rope(rec, &k, &self.rope, pos, rope::RopeMode::HalfSplit, &k_rot)?;
+            kv_cache::kv_append(rec, &k_rot, &cache.k[i], pos)?;
+            kv_cache::kv_append(rec, &v, &cache.v[i], pos)?;
+            let attn = Tensor::empty(dev, &[seq, nh, hd], DType::F32)?; // [seq, heads, head_dim]
+            if seq == 1 {
+                attention::attention_decode(rec, &q_rot, &cache.k[i], &cache.v[i], pos, &attn)?;
+            } else {
+                attention::attention(rec, &q_rot, &cache.k[i], &cache.v[i], pos, &attn)?;
+            }
+            let o = layer.o_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?; // [seq, hidden]
+            h = nn::add(rec, &h, &o)?;
+
+            // MLP block: down(silu(gate(x)) * up(x)).
+            let x = layer.post_attention_norm.forward(rec, &h)?;
+            let gate = layer.gate_proj.forward(rec, &x)?; // [seq, intermediate]
+            let up = layer.up_proj.forward(rec, &x)?;
+            let m = nn::swiglu(rec, &gate, &up)?;
+            let d = layer.down_proj.forward(rec, &m)?; // [seq, hidden]
+            h = nn::add(rec, &h, &d)?;
+        }
+        cache.len += seq;
+        let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
+        let x = self.norm.forward(rec, &h)?;
+        self.lm_head.forward(rec, &x) // [seq or 1, vocab]
+    }
+}
