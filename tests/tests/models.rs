@@ -1,0 +1,159 @@
+//! GPT-2, Qwen2 and Llama vs Hugging Face transformers, on the tiny seeded checkpoints
+//! in tests/fixtures/models (made by tests/fixtures/make_goldens.py):
+//! - prompt ids equal transformers' tokenizer,
+//! - logits at every prompt position within `tolerance::MODEL_LOGITS_*`,
+//! - 12 greedy ids (KV-cache decode) exactly equal transformers' `generate`,
+//! - prefill + decode equals a full recompute.
+
+use std::path::PathBuf;
+
+use kiln_kernels::testing::test_device;
+use kiln_kernels::tolerance;
+use kiln_model::generate::{generate, GenerateOptions, Sampling};
+use kiln_model::{Model, ModelDir};
+use kiln_tensor::{Device, Recorder, Tensor};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn golden(name: &str) -> Value {
+    let path = fixtures().join("goldens").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A case's float32 reference logits `[seq, vocab]` from its safetensors sidecar.
+fn reference_logits(case: &Value) -> Vec<f32> {
+    let path = fixtures().join("goldens").join(case["logits_file"].as_str().unwrap());
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = file.tensor(case["logits_tensor"].as_str().unwrap()).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    let shape: Vec<usize> = case["logits_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    assert_eq!(t.shape(), shape.as_slice());
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// Logits `[seq, vocab]` for all positions of `prompt`, in one prefill.
+fn all_logits(dev: &Device, model: &Model, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache(dev, prompt.len()).unwrap();
+    let input = Tensor::from_slice(dev, prompt, &[prompt.len()]).unwrap();
+    let mut rec = Recorder::new(dev);
+    let logits = model.forward(&mut rec, &input, &mut cache, true).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(logits.shape(), &[prompt.len(), model.config().vocab_size]);
+    logits.to_vec_f32().unwrap()
+}
+
+fn check_model(name: &str) {
+    let dev = test_device();
+    let g = golden(name);
+    let dir = ModelDir::open(fixtures().join("models").join(name)).unwrap();
+    let tol = if dir.config.dtype == Some(kiln_tensor::DType::F32) {
+        tolerance::MODEL_LOGITS_F32
+    } else {
+        tolerance::MODEL_LOGITS_HALF
+    };
+    let model = Model::load(&dev, &dir).unwrap();
+    let tokenizer = dir.tokenizer().unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
+        let prompt = ids(&case["prompt_ids"]);
+        assert_eq!(tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt, "{case_name}: prompt ids");
+
+        let want = reference_logits(case);
+        let got = all_logits(&dev, &model, &prompt);
+        match tolerance::compare(&format!("{case_name}: logits"), &got, &want, tol) {
+            Ok(r) => eprintln!("{case_name}: all-position logits {r}"),
+            Err(msg) => panic!("{msg}"),
+        }
+
+        let greedy = &case["greedy"];
+        let n = greedy["max_new_tokens"].as_u64().unwrap() as usize;
+        let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, eos_ids: dir.eos_token_ids(), trace: false };
+        let (out, _) = generate(&dev, &model, &prompt, &opts, |_| Ok(())).unwrap();
+        assert_eq!(out, ids(&greedy["new_ids"]), "{case_name}: greedy ids with the KV cache");
+        assert!(out.len() >= 8, "{case_name}: at least 8 greedy steps");
+
+        // Prefill + decode (the KV-cache path) equals recomputing everything at once.
+        let mut all = prompt.clone();
+        all.extend_from_slice(&out[..out.len() - 1]);
+        let full = all_logits(&dev, &model, &all);
+        let vocab = model.config().vocab_size;
+        let mut cache = model.new_cache(&dev, all.len()).unwrap();
+        let mut stepwise = Vec::new();
+        for (i, &id) in all.iter().enumerate() {
+            let input = Tensor::from_slice(&dev, &[id], &[1]).unwrap();
+            let mut rec = Recorder::new(&dev);
+            let logits = model.forward(&mut rec, &input, &mut cache, false).unwrap();
+            rec.submit().unwrap();
+            if i + 1 >= prompt.len() {
+                stepwise.extend(logits.to_vec_f32().unwrap());
+            }
+        }
+        let tail = &full[(prompt.len() - 1) * vocab..];
+        tolerance::compare(&format!("{case_name}: decode vs recompute"), &stepwise, tail, tolerance::MODEL_LOGITS_F32)
+            .unwrap_or_else(|m| panic!("{m}"));
+    }
+}
+
+#[test]
+fn gpt2_f32_matches_transformers() {
+    check_model("gpt2-tiny-f32");
+}
+
+#[test]
+fn gpt2_f16_matches_transformers() {
+    check_model("gpt2-tiny-f16");
+}
+
+#[test]
+fn qwen2_tied_f32_matches_transformers() {
+    check_model("qwen2-tiny-tied-f32");
+}
+
+#[test]
+fn qwen2_untied_sharded_bf16_matches_transformers() {
+    check_model("qwen2-tiny-untied-bf16");
+}
+
+#[test]
+fn qwen2_f16_matches_transformers() {
+    check_model("qwen2-tiny-f16");
+}
+
+#[test]
+fn llama_f32_matches_transformers() {
+    check_model("llama-tiny-f32");
+}
+
+#[test]
+fn tokenizers_match_transformers_and_round_trip() {
+    for (golden_name, model) in [("tokenizer_gpt2", "gpt2-tiny-f32"), ("tokenizer_qwen2", "qwen2-tiny-tied-f32")] {
+        let g = golden(golden_name);
+        let dir = ModelDir::open(fixtures().join("models").join(model)).unwrap();
+        let tok = dir.tokenizer().unwrap();
+        for case in g["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let want = ids(&case["ids"]);
+            assert_eq!(tok.encode(text).unwrap(), want, "{golden_name}: ids of {text:?}");
+            assert_eq!(tok.decode(&want, false).unwrap(), case["decoded"].as_str().unwrap(), "{golden_name}: decode of {text:?}");
+            if case["roundtrip"].as_bool().unwrap() {
+                assert_eq!(tok.decode(&want, false).unwrap(), text, "{golden_name}: round trip of {text:?}");
+            }
+            // Streaming decode emits the same text, never half a character.
+            let mut stream = tok.stream(false);
+            let mut streamed = String::new();
+            for &id in &want {
+                streamed.push_str(&stream.push(id).unwrap());
+            }
+            streamed.push_str(&stream.finish().unwrap());
+            assert_eq!(streamed, case["decoded"].as_str().unwrap(), "{golden_name}: streamed {text:?}");
+        }
+    }
+}
