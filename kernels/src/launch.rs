@@ -23,10 +23,20 @@ pub fn expect_dtype(op: &str, name: &str, t: &Tensor, want: DType) -> Result<()>
     Ok(())
 }
 
+/// A weight in any dtype `load_w` reads (f32, f16, bf16 or a GGUF block type); for block
+/// types every row (last dimension) must be whole blocks. Returns the `W_DTYPE` code.
 pub fn expect_float_weight(op: &str, name: &str, t: &Tensor) -> Result<u32> {
-    t.dtype()
-        .weight_code()
-        .ok_or_else(|| TensorError::dtype(op, format!("{name} must be f32, f16 or bf16, got {}", t.dtype())))
+    let code = t.dtype().weight_code().ok_or_else(|| {
+        TensorError::dtype(op, format!("{name} must be f32, f16, bf16 or a GGUF block type, got {}", t.dtype()))
+    })?;
+    let block = t.dtype().block_size();
+    if !t.dim(-1).is_multiple_of(block) {
+        return Err(TensorError::shape(
+            op,
+            format!("{name} {:?} is {}: rows must be whole blocks of {block} elements", t.shape(), t.dtype()),
+        ));
+    }
+    Ok(code)
 }
 
 pub fn expect_shape(op: &str, name: &str, t: &Tensor, want: &[usize]) -> Result<()> {

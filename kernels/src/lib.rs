@@ -15,6 +15,7 @@ pub mod embedding;
 pub mod kv_cache;
 pub mod launch;
 pub mod matmul;
+pub mod quant;
 pub mod matvec;
 pub mod norm;
 pub mod rope;

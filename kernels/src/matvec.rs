@@ -47,6 +47,9 @@ fn dims(op: &str, x: &Tensor, w: &Tensor) -> Result<(usize, usize, Vec<usize>)> 
 
 /// Whether the 16-byte-load entry point applies: whole vec4s per row and aligned bindings.
 fn can_use_vec4(x: &Tensor, w: &Tensor, k: usize) -> bool {
+    if w.dtype().is_quantized() {
+        return false; // block types decode through load_w in the scalar entry point
+    }
     let per_vec4 = if w.dtype() == DType::F32 { 4 } else { 8 };
     k.is_multiple_of(per_vec4) && x.byte_offset().is_multiple_of(16) && w.byte_offset().is_multiple_of(16)
 }

@@ -1,5 +1,5 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
-//! shared `weights.wgsl` loader prepended. `ALL` lists them for the portability test
+//! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended. `ALL` lists them for the portability test
 //! (naga → MSL / HLSL / SPIR-V).
 
 macro_rules! wgsl {
@@ -7,7 +7,15 @@ macro_rules! wgsl {
         include_str!(concat!("../wgsl/", $name, ".wgsl"))
     };
     (weights + $name:literal) => {
-        concat!(include_str!("../wgsl/weights.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
+        concat!(
+            include_str!("../wgsl/weights.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_legacy.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_k.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/", $name, ".wgsl"))
+        )
     };
 }
 

@@ -21,7 +21,7 @@ fn table(dev: &Device, rng: &mut Rng, vocab: usize, d: usize, dtype: DType) -> (
             let h: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
             (Tensor::from_slice(dev, &h, &shape).unwrap(), h.iter().map(|v| v.to_f32()).collect())
         }
-        DType::U32 => unreachable!("tables are float"),
+        other => unreachable!("dense float tables only, not {other}"),
     }
 }
 
@@ -124,7 +124,7 @@ fn bad_shapes_and_dtypes_are_clear_errors() {
     assert!(err.contains("ids must be u32, got f32"), "{err}");
     let u32_table = Tensor::from_slice(&dev, &[1u32; 8], &[4, 2]).unwrap();
     let err = embedding::embedding(&mut rec, &ids, &u32_table, &out).unwrap_err().to_string();
-    assert!(err.contains("table must be f32, f16 or bf16, got u32"), "{err}");
+    assert!(err.contains("table must be f32, f16, bf16 or a GGUF block type, got u32"), "{err}");
     let half_out = Tensor::empty(&dev, &[3, 2], DType::F16).unwrap();
     let err = embedding::embedding(&mut rec, &ids, &table, &half_out).unwrap_err().to_string();
     assert!(err.contains("out must be f32, got f16"), "{err}");

@@ -186,7 +186,7 @@ fn bad_arguments_are_clear_errors() {
     // u32 weights.
     let ids = Tensor::zeros(&dev, &[5, 8], DType::U32).unwrap();
     let e = err(matmul::matmul(&mut rec, &f32s(&[4, 8]), &ids, &f32s(&[4, 5])));
-    assert!(e.contains("w must be f32, f16 or bf16, got u32"), "{e}");
+    assert!(e.contains("w must be f32, f16, bf16 or a GGUF block type, got u32"), "{e}");
     // f16 activations.
     let a16 = Tensor::zeros(&dev, &[4, 8], DType::F16).unwrap();
     let e = err(matmul::matmul(&mut rec, &a16, &f32s(&[5, 8]), &f32s(&[4, 5])));

@@ -168,7 +168,7 @@ fn bad_arguments_are_clear_errors() {
     // dtypes.
     let ids = Tensor::zeros(&dev, &[5, 8], DType::U32).unwrap();
     let e = err(matvec::matvec(&mut rec, &f32s(&[8]), &ids, &f32s(&[5])));
-    assert!(e.contains("w must be f32, f16 or bf16, got u32"), "{e}");
+    assert!(e.contains("w must be f32, f16, bf16 or a GGUF block type, got u32"), "{e}");
     let x16 = Tensor::zeros(&dev, &[8], DType::BF16).unwrap();
     let e = err(matvec::matvec(&mut rec, &x16, &f32s(&[5, 8]), &f32s(&[5])));
     assert!(e.contains("x must be f32, got bf16"), "{e}");

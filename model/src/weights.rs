@@ -602,6 +602,9 @@ pub fn to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
         DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        // Safetensors tensors are dense (`TensorInfo::kiln_dtype` never yields a block
+        // type); GGUF blocks are dequantized by `kiln_kernels::quant`.
+        _ => Vec::new(),
     }
 }
 
@@ -617,6 +620,7 @@ pub fn convert(bytes: &[u8], from: DType, to: DType) -> Vec<u8> {
         DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
         DType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
         DType::U32 => u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32,
+        _ => f32::NAN, // dense types only, as above
     });
     for v in values {
         match to {
@@ -624,6 +628,7 @@ pub fn convert(bytes: &[u8], from: DType, to: DType) -> Vec<u8> {
             DType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
             DType::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
             DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
+            _ => {} // dense types only, as above
         }
     }
     out

@@ -1,41 +1,109 @@
 //! Element types a tensor can hold.
 //!
 //! Dense types (f32, f16, bf16, u32) have a byte size per element. Block-quantized
-//! GGUF types (added by the GGUF issue) will have a block size and bytes per block;
-//! `storage_bytes` is the single place that knows how many bytes `n` elements take.
+//! GGUF types hold `block_size` elements in `block_bytes` bytes. On the GPU they live
+//! in a *repacked* layout: each GGUF block padded/reordered to a multiple of 4 bytes so
+//! WGSL's 32-bit loads can read it (see `kernels/src/quant/`). `storage_bytes` is the
+//! single place that knows how many bytes `n` elements take.
 
 use std::fmt;
 
+/// GGUF's own names (Q4_K, ...) are kept for the block types.
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F16,
     BF16,
     U32,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl DType {
     /// Bytes that `numel` elements occupy in a GPU buffer (before rounding the
-    /// buffer up to a multiple of 4 bytes, which WGSL's 32-bit loads need).
+    /// buffer up to a multiple of 4 bytes, which WGSL's 32-bit loads need). For block
+    /// types `numel` must be a whole number of blocks (see `checked_storage_bytes`).
     pub fn storage_bytes(self, numel: usize) -> u64 {
-        numel as u64 * self.elem_bytes() as u64
+        (numel / self.block_size()) as u64 * self.block_bytes() as u64
     }
 
-    pub fn elem_bytes(self) -> usize {
+    /// `storage_bytes`, or `None` when `numel` is not a whole number of blocks.
+    pub fn checked_storage_bytes(self, numel: usize) -> Option<u64> {
+        numel.is_multiple_of(self.block_size()).then(|| self.storage_bytes(numel))
+    }
+
+    /// Elements per block: 1 for dense types, 32 or 256 for GGUF block types.
+    pub fn block_size(self) -> usize {
         match self {
-            DType::F32 | DType::U32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::F32 | DType::U32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
+    /// Bytes per block in kiln's GPU (repacked, 4-byte aligned) layout.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 36, // d: f16 + 2 pad, qs: 32 x i8
+            DType::Q4_0 => 20, // d: f16 + 2 pad, qs: 16
+            DType::Q4_1 => 20, // d, m: 2 x f16, qs: 16
+            DType::Q5_0 => 24, // d: f16 + 2 pad, qh: 4, qs: 16
+            DType::Q5_1 => 24, // d, m: 2 x f16, qh: 4, qs: 16
+            DType::Q4_K => 144, // d, dmin: 2 x f16, scales: 12, qs: 128
+            DType::Q5_K => 176, // d, dmin: 2 x f16, scales: 12, qh: 32, qs: 128
+            DType::Q6_K => 212, // d: f16 + 2 pad, ql: 128, qh: 64, scales: 16
+        }
+    }
+
+    /// Bytes per block in the GGUF file (ggml's layout).
+    pub fn gguf_block_bytes(self) -> usize {
+        match self {
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
+            dense => dense.block_bytes(),
+        }
+    }
+
+    /// Bytes per element of a dense type (block bytes of one-element blocks).
+    pub fn elem_bytes(self) -> usize {
+        self.block_bytes()
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
     /// The code WGSL kernels use to pick a loader for weights stored as `array<u32>`
-    /// (see `kernels/wgsl/*.wgsl`, override constant `W_DTYPE`).
+    /// (see `kernels/wgsl/weights.wgsl`, override constant `W_DTYPE`).
     pub fn weight_code(self) -> Option<u32> {
         match self {
             DType::F32 => Some(0),
             DType::F16 => Some(1),
             DType::BF16 => Some(2),
             DType::U32 => None,
+            DType::Q8_0 => Some(3),
+            DType::Q4_0 => Some(4),
+            DType::Q4_1 => Some(5),
+            DType::Q5_0 => Some(6),
+            DType::Q5_1 => Some(7),
+            DType::Q4_K => Some(8),
+            DType::Q5_K => Some(9),
+            DType::Q6_K => Some(10),
         }
     }
 
@@ -49,6 +117,14 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::U32 => "u32",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
+            DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
+            DType::Q6_K => "q6_k",
         }
     }
 }

@@ -45,6 +45,16 @@ pub fn checked_numel(op: &str, shape: &[usize]) -> Result<usize> {
     Ok(n)
 }
 
+/// Bytes of `numel` elements of `dtype`, refusing a partial block of a quantized type.
+fn block_bytes(op: &str, shape: &[usize], numel: usize, dtype: DType) -> Result<u64> {
+    dtype.checked_storage_bytes(numel).ok_or_else(|| {
+        TensorError::shape(
+            op,
+            format!("{dtype} stores blocks of {} elements; shape {shape:?} has {numel}", dtype.block_size()),
+        )
+    })
+}
+
 fn padded4(bytes: u64) -> u64 {
     bytes.div_ceil(4) * 4
 }
@@ -53,7 +63,7 @@ impl Tensor {
     /// An uninitialised tensor from the device's buffer pool.
     pub fn empty(device: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let numel = checked_numel("Tensor::empty", shape)?;
-        let bytes = dtype.storage_bytes(numel);
+        let bytes = block_bytes("Tensor::empty", shape, numel, dtype)?;
         device.check_binding_size(&format!("of shape {shape:?} ({dtype})"), bytes)?;
         let storage = device.pool().take(padded4(bytes));
         Ok(Tensor { storage: Arc::new(storage), offset: 0, shape: shape.to_vec(), dtype, device: device.clone() })
@@ -76,7 +86,7 @@ impl Tensor {
     /// Upload raw little-endian bytes holding `shape` elements of `dtype`.
     pub fn from_bytes(device: &Device, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
         let numel = checked_numel("Tensor::from_bytes", shape)?;
-        let expected = dtype.storage_bytes(numel);
+        let expected = block_bytes("Tensor::from_bytes", shape, numel, dtype)?;
         if bytes.len() as u64 != expected {
             return Err(TensorError::HostData {
                 shape: shape.to_vec(),
@@ -255,6 +265,12 @@ impl Tensor {
             DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::U32 => return Err(TensorError::dtype("to_vec_f32", "tensor holds u32; use to_vec_u32")),
+            q => {
+                return Err(TensorError::dtype(
+                    "to_vec_f32",
+                    format!("tensor holds {q} blocks; dequantize them with kiln_kernels::quant"),
+                ))
+            }
         })
     }
 

@@ -29,25 +29,25 @@ pub fn matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, 
 /// Little-endian bytes of `w` stored as `dtype` (f32, f16 or bf16; halves rounded to
 /// nearest, ties to even), ready for `Tensor::from_bytes`.
 ///
-/// Panics for u32, which is not a weight dtype (test helper).
+/// Panics for u32 and block types (test helper).
 pub fn weight_bytes(w: &[f32], dtype: DType) -> Vec<u8> {
     match dtype {
         DType::F32 => bytemuck::cast_slice(w).to_vec(),
         DType::F16 => w.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
         DType::BF16 => w.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
-        DType::U32 => panic!("weight_bytes: u32 is not a weight dtype"),
+        other => panic!("weight_bytes: {other} is not a dense weight dtype (quantize with the gguf package)"),
     }
 }
 
 /// The f32 values of weights stored as `dtype` (the inverse of [`weight_bytes`]).
 ///
-/// Panics for u32, which is not a weight dtype (test helper).
+/// Panics for u32 and block types (test helper).
 pub fn weight_values(bytes: &[u8], dtype: DType) -> Vec<f32> {
     match dtype {
         DType::F32 => bytemuck::pod_collect_to_vec(bytes),
         DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        DType::U32 => panic!("weight_values: u32 is not a weight dtype"),
+        other => panic!("weight_values: {other} is not a dense weight dtype (see kiln_kernels::quant)"),
     }
 }
 
