@@ -65,3 +65,119 @@ fn bench_kernels_json_reports_correct_kernels() {
     assert!(rows.iter().any(|r| r["kernel"] == "layer_norm"), "{stdout}");
     assert!(rows.iter().any(|r| r["kernel"] == "rms_norm"), "{stdout}");
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/../tests/fixtures/models/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn golden_case(model: &str, case: usize) -> serde_json::Value {
+    let path = format!("{}/../tests/fixtures/goldens/{model}.json", env!("CARGO_MANIFEST_DIR"));
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    g["cases"][case].clone()
+}
+
+#[test]
+fn generate_json_matches_transformers_greedy_ids() {
+    for model in ["gpt2-tiny-f32", "qwen2-tiny-untied-bf16"] {
+        let case = golden_case(model, 0);
+        let prompt = case["prompt"].as_str().unwrap();
+        let (ok, stdout, stderr) =
+            run(kiln().args(["generate", "-m", &fixture(model), "--greedy", "--max-tokens", "12", "--json", prompt]));
+        assert!(ok, "{stderr}");
+        let out: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+        assert_eq!(out["prompt_ids"], case["prompt_ids"], "{model}");
+        assert_eq!(out["generated_ids"], case["greedy"]["new_ids"], "{model}");
+        assert_eq!(out["text"], case["greedy"]["new_text"], "{model}");
+        assert!(stderr.contains("prefill:") && stderr.contains("decode:"), "stats line: {stderr}");
+    }
+}
+
+#[test]
+fn generate_streams_text_and_accepts_prompt_ids() {
+    let case = golden_case("qwen2-tiny-tied-f32", 1);
+    let ids: Vec<String> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
+    let (ok, stdout, stderr) = run(kiln().args([
+        "generate",
+        "-m",
+        &fixture("qwen2-tiny-tied-f32"),
+        "--greedy",
+        "--max-tokens",
+        "12",
+        "--prompt-ids",
+        &ids.join(","),
+    ]));
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim_end_matches('\n'), case["greedy"]["new_text"].as_str().unwrap());
+    assert!(stderr.contains(&format!("prompt tokens: {}", ids.len())), "{stderr}");
+}
+
+#[test]
+fn next_json_lists_the_top_tokens_in_rank_order() {
+    let model = "gpt2-tiny-f16";
+    let case = golden_case(model, 2);
+    let prompt = case["prompt"].as_str().unwrap();
+    let (ok, stdout, stderr) = run(kiln().args(["next", "-m", &fixture(model), "--top", "10", "--json", prompt]));
+    assert!(ok, "{stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let top = out["top"].as_array().unwrap();
+    assert_eq!(top.len(), 10);
+    // The most likely next token is the first greedy token transformers generated.
+    assert_eq!(top[0]["id"], case["greedy"]["new_ids"][0]);
+    let last_argmax = case["prompt_argmax"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(top[0]["id"], last_argmax);
+    let mut prev = f64::INFINITY;
+    for t in top {
+        for key in ["id", "token", "logit", "prob", "logprob"] {
+            assert!(t.get(key).is_some(), "missing {key}: {t}");
+        }
+        let logit = t["logit"].as_f64().unwrap();
+        assert!(logit <= prev, "rank order: {stdout}");
+        prev = logit;
+        let (p, lp) = (t["prob"].as_f64().unwrap(), t["logprob"].as_f64().unwrap());
+        assert!((p.ln() - lp).abs() < 1e-4, "{t}");
+    }
+    // The table form prints the same first id.
+    let (ok, table, _) = run(kiln().args(["next", "-m", &fixture(model), "--top", "3", prompt]));
+    assert!(ok);
+    assert!(table.lines().nth(1).unwrap().contains(&top[0]["id"].to_string()), "{table}");
+}
+
+#[test]
+fn trace_lists_every_kernel_of_a_decode_step() {
+    let (ok, _, stderr) = run(kiln().args([
+        "generate",
+        "-m",
+        &fixture("gpt2-tiny-f32"),
+        "--greedy",
+        "--max-tokens",
+        "2",
+        "--trace",
+        "Hello",
+    ]));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("trace of one decode step: 46 dispatches"), "{stderr}");
+    for kernel in ["embedding::embedding", "norm::layer_norm", "matvec::", "kv_cache::kv_append", "attention::attention_decode", "elementwise::gelu_tanh", "argmax::argmax"] {
+        assert!(stderr.contains(kernel), "missing {kernel}: {stderr}");
+    }
+}
+
+#[test]
+fn bad_model_input_gives_clear_errors() {
+    let m = fixture("gpt2-tiny-f32");
+    // The fixture's context is 128 positions.
+    let (ok, _, stderr) = run(kiln().args(["generate", "-m", &m, "--max-tokens", "200", "Hello"]));
+    assert!(!ok);
+    assert!(stderr.contains("model's context is 128 positions"), "{stderr}");
+    let (ok, _, stderr) = run(kiln().args(["generate", "-m", &m, "--prompt-ids", "1,x,3"]));
+    assert!(!ok);
+    assert!(stderr.contains("\"x\" is not a token id"), "{stderr}");
+    let (ok, _, stderr) = run(kiln().args(["next", "-m", &m, "--prompt-ids", "5,99999"]));
+    assert!(!ok);
+    assert!(stderr.contains("99999") && stderr.contains("vocabulary of 1024"), "{stderr}");
+    let (ok, _, stderr) = run(kiln().args(["generate", "-m", "/nonexistent/model", "Hi"]));
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/model"), "{stderr}");
+    let (ok, _, stderr) = run(kiln().args(["generate", "-m", &m, "--temperature=-1", "Hi"]));
+    assert!(!ok);
+    assert!(stderr.contains("temperature"), "{stderr}");
+}

@@ -16,6 +16,7 @@ pub enum Model {
 impl Model {
     /// Upload an opened Hugging Face directory's weights to `dev`.
     pub fn load(dev: &Device, dir: &ModelDir) -> Result<Model> {
+        check_supported(&dir.config)?;
         let tied = dir.lm_head_tied();
         Ok(match dir.config.arch {
             Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &dir.config, &dir.weights, tied)?),
@@ -52,6 +53,22 @@ impl Model {
             Model::Qwen2(m) => m.forward(rec, ids, cache, all_logits),
         }
     }
+}
+
+/// Refuse config options the forward passes do not implement, rather than give
+/// silently different outputs.
+fn check_supported(c: &ModelConfig) -> Result<()> {
+    if let Some(scaling) = &c.rope_scaling {
+        let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|v| v.as_str());
+        if !scaling.is_null() && kind != Some("default") {
+            return Err(ModelError::Config {
+                path: c.path.clone(),
+                field: "rope_scaling".into(),
+                detail: format!("{scaling} is not supported yet (only unscaled RoPE)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The last row of `h` `[seq, d]` as `[1, d]` (a copy; views need aligned offsets).

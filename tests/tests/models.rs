@@ -157,3 +157,20 @@ fn tokenizers_match_transformers_and_round_trip() {
         }
     }
 }
+
+#[test]
+fn unsupported_rope_scaling_is_refused_naming_the_field() {
+    let src = fixtures().join("models").join("qwen2-tiny-tied-f32");
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let cfg_path = tmp.path().join("config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let dir = ModelDir::open(tmp.path()).unwrap();
+    let err = Model::load(&test_device(), &dir).err().expect("refused").to_string();
+    assert!(err.contains("config.json") && err.contains("rope_scaling") && err.contains("yarn"), "{err}");
+}
