@@ -19,6 +19,10 @@ struct Params {
     d: u32,
     vocab: u32,
     row_stride: u32,
+    id_base: u32,
+    skip_outside: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 /// `out[.., :] = table[ids[..], :]`: ids u32 of any shape, table `[vocab, d]` (f32, f16 or
@@ -27,7 +31,19 @@ struct Params {
 /// An id ≥ vocab gives a row of zeros (a kernel cannot fail); call [`check_ids`] on the
 /// host ids to turn that into an error.
 pub fn embedding(rec: &mut Recorder, ids: &Tensor, table: &Tensor, out: &Tensor) -> Result<()> {
+    gather(rec, ids, table, 0, false, out)
+}
+
+/// [`embedding`] from one row block of a vocabulary split into several tables (each
+/// within the binding limit): `block` holds ids `first_id .. first_id + rows`; output rows
+/// of other ids are left as they are. Launch once per block to gather from all of them.
+pub fn embedding_block(rec: &mut Recorder, ids: &Tensor, block: &Tensor, first_id: usize, out: &Tensor) -> Result<()> {
+    gather(rec, ids, block, first_id, true, out)
+}
+
+fn gather(rec: &mut Recorder, ids: &Tensor, table: &Tensor, first_id: usize, skip_outside: bool, out: &Tensor) -> Result<()> {
     let op = "embedding";
+    let id_base = u32::try_from(first_id).map_err(|_| TensorError::param("first_id", format!("{first_id} exceeds u32")))?;
     expect_same_device(op, &[ids, table, out])?;
     expect_dtype(op, "ids", ids, DType::U32)?;
     let w_dtype = expect_float_weight(op, "table", table)?;
@@ -42,7 +58,16 @@ pub fn embedding(rec: &mut Recorder, ids: &Tensor, table: &Tensor, out: &Tensor)
     expect_u32_len(op, table.numel())?;
     let n = out.numel();
     let (workgroups, row_stride) = grid_1d(out, n, WG);
-    let params = Params { n: expect_u32_len(op, n)?, d: d as u32, vocab: vocab as u32, row_stride };
+    let params = Params {
+        n: expect_u32_len(op, n)?,
+        d: d as u32,
+        vocab: vocab as u32,
+        row_stride,
+        id_base,
+        skip_outside: skip_outside as u32,
+        _pad0: 0,
+        _pad1: 0,
+    };
     let pipeline = rec.device().pipeline("embedding", EMBEDDING, "embedding", &[("W_DTYPE", w_dtype as f64)])?;
     rec.dispatch(Dispatch {
         kernel: "embedding::embedding",

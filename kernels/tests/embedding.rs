@@ -129,3 +129,30 @@ fn bad_shapes_and_dtypes_are_clear_errors() {
     let err = embedding::embedding(&mut rec, &ids, &table, &half_out).unwrap_err().to_string();
     assert!(err.contains("out must be f32, got f16"), "{err}");
 }
+
+#[test]
+fn gathering_from_row_blocks_equals_one_table() {
+    let dev = test_device();
+    let mut rng = Rng::new(77);
+    let (vocab, d) = (37, 9);
+    let (full, values) = table(&dev, &mut rng, vocab, d, DType::F16);
+    let bytes = full.to_bytes().unwrap();
+    // Split the f16 table into blocks of 16, 16 and 5 rows.
+    let blocks: Vec<(usize, Tensor)> = [(0usize, 16usize), (16, 16), (32, 5)]
+        .iter()
+        .map(|&(start, rows)| {
+            let piece = &bytes[start * d * 2..(start + rows) * d * 2];
+            (start, Tensor::from_bytes(&dev, piece, &[rows, d], DType::F16).unwrap())
+        })
+        .collect();
+    let ids_v: Vec<u32> = vec![36, 0, 15, 16, 31, 32, 5, 20];
+    let ids = Tensor::from_slice(&dev, &ids_v, &[ids_v.len()]).unwrap();
+    let out = Tensor::zeros(&dev, &[ids_v.len(), d], DType::F32).unwrap();
+    let mut rec = Recorder::new(&dev);
+    for (start, block) in &blocks {
+        embedding::embedding_block(&mut rec, &ids, block, *start, &out).unwrap();
+    }
+    rec.submit().unwrap();
+    let want = reference::embedding::embedding(&ids_v, &values, d);
+    tolerance::compare("embedding from row blocks", &out.to_vec_f32().unwrap(), &want, tolerance::EXACT).unwrap();
+}

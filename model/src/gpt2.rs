@@ -7,7 +7,7 @@ use kiln_kernels::{attention, embedding, kv_cache};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::kv_cache::KvCache;
-use crate::nn::{self, LayerNorm, LmHead, Linear};
+use crate::nn::{self, Embedding, LayerNorm, LmHead, Linear};
 use crate::{ModelConfig, Result, WeightStore};
 
 pub struct Gpt2Block {
@@ -23,7 +23,7 @@ pub struct Gpt2Block {
 
 pub struct Gpt2 {
     pub config: ModelConfig,
-    wte: Tensor, // [vocab, hidden]
+    wte: Embedding, // [vocab, hidden]
     wpe: Tensor, // [n_positions, hidden]
     blocks: Vec<Gpt2Block>,
     ln_f: LayerNorm,
@@ -80,11 +80,22 @@ impl Gpt2 {
                 mlp_proj: conv1d(&format!("{p}.mlp.c_proj"), inter, h)?,
             });
         }
-        let wte = w.load(dev, "transformer.wte.weight", &[c.vocab_size, h])?;
+        let wte = crate::model::load_embedding(dev, w, "transformer.wte.weight", c.vocab_size, h)?;
         let wpe = w.load(dev, "transformer.wpe.weight", &[c.max_position_embeddings, h])?;
-        let head_name = if tied { "transformer.wte.weight" } else { crate::LM_HEAD };
-        let lm_head = crate::model::load_lm_head(dev, w, head_name, c.vocab_size, h, tied.then_some(&wte))?;
+        let lm_head = crate::model::load_lm_head(dev, w, c.vocab_size, h, tied.then_some(&wte))?;
         Ok(Gpt2 { config: c.clone(), wte, wpe, blocks, ln_f: ln("transformer.ln_f")?, lm_head })
+    }
+
+    /// Bytes of weights resident on the GPU.
+    pub fn weight_bytes(&self) -> u64 {
+        let lin = |l: &Linear| l.weight.byte_len() + l.bias.as_ref().map_or(0, |b| b.byte_len());
+        let ln = |l: &LayerNorm| l.weight.byte_len() + l.bias.byte_len();
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| [&b.q, &b.k, &b.v, &b.c_proj, &b.c_fc, &b.mlp_proj].into_iter().map(lin).sum::<u64>() + ln(&b.ln_1) + ln(&b.ln_2))
+            .sum();
+        blocks + self.wte.bytes() + self.wpe.byte_len() + self.lm_head.bytes_unless_shared(&self.wte) + ln(&self.ln_f)
     }
 
     /// See [`crate::qwen2::Qwen2::forward`].
@@ -99,9 +110,8 @@ impl Gpt2 {
         // h = wte[ids] + wpe[positions]
         let positions: Vec<u32> = (pos as u32..(pos + seq) as u32).collect();
         let positions = Tensor::from_slice(dev, &positions, &[seq])?;
-        let tok = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?;
+        let tok = self.wte.forward(rec, ids)?;
         let pe = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?;
-        embedding::embedding(rec, ids, &self.wte, &tok)?;
         embedding::embedding(rec, &positions, &self.wpe, &pe)?;
         let mut h = nn::add(rec, &tok, &pe)?; // [seq, hidden]
 

@@ -11,7 +11,9 @@
 
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
 pub mod kv_cache;
 pub mod layout;
@@ -19,6 +21,7 @@ pub mod model;
 pub mod nn;
 pub mod qwen2;
 pub mod sample;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
@@ -29,6 +32,7 @@ pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
 pub use layout::{embedding_name, expected_weights, WeightSpec, LM_HEAD};
 pub use model::Model;
+pub use source::WeightSource;
 pub use tokenizer::{escape_invalid_utf8, StreamDecoder, Tokenizer, TOKENIZER_FILE};
 pub use weights::{TensorInfo, WeightStore, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE};
 

@@ -4,9 +4,10 @@ use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::gpt2::Gpt2;
 use crate::kv_cache::KvCache;
-use crate::nn::{LmHead, Linear};
+use crate::nn::{Embedding, LmHead, Linear};
+use crate::source::WeightSource;
 use crate::qwen2::Qwen2;
-use crate::{Arch, ModelConfig, ModelDir, ModelError, Result, WeightStore};
+use crate::{Arch, ModelConfig, ModelDir, ModelError, Result};
 
 pub enum Model {
     Gpt2(Gpt2),
@@ -22,6 +23,14 @@ impl Model {
             Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &dir.config, &dir.weights, tied)?),
             Arch::Qwen2 | Arch::Llama => Model::Qwen2(Qwen2::load(dev, &dir.config, &dir.weights, tied)?),
         })
+    }
+
+    /// Bytes of weights resident on the GPU (shared tied tensors counted once).
+    pub fn weight_bytes(&self) -> u64 {
+        match self {
+            Model::Gpt2(m) => m.weight_bytes(),
+            Model::Qwen2(m) => m.weight_bytes(),
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -82,19 +91,23 @@ pub(crate) fn last_row(rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-/// The LM head: the tied embedding tensor itself when tied (no second copy), else
-/// `name` uploaded in row blocks that each fit one binding.
+/// The token embedding `name` `[vocab, hidden]`, in row blocks that each fit one binding.
+pub(crate) fn load_embedding(dev: &Device, w: &dyn WeightSource, name: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
+    Ok(Embedding { blocks: w.matrix_blocks(dev, name, [vocab, hidden])?, dim: hidden })
+}
+
+/// The LM head: the tied embedding's own tensors when tied (no second copy), else
+/// `lm_head.weight` in row blocks that each fit one binding.
 pub(crate) fn load_lm_head(
     dev: &Device,
-    w: &WeightStore,
-    name: &str,
+    w: &dyn WeightSource,
     vocab: usize,
     hidden: usize,
-    tied: Option<&Tensor>,
+    tied: Option<&Embedding>,
 ) -> Result<LmHead> {
     if let Some(embedding) = tied {
-        return Ok(LmHead { blocks: vec![(0, Linear::new(embedding.clone(), None))], vocab });
+        return Ok(embedding.as_lm_head(vocab));
     }
-    let blocks = w.load_row_blocks(dev, name, &[vocab, hidden], None)?;
+    let blocks = w.matrix_blocks(dev, crate::LM_HEAD, [vocab, hidden])?;
     Ok(LmHead { blocks: blocks.into_iter().map(|(start, t)| (start, Linear::new(t, None))).collect(), vocab })
 }

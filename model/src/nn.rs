@@ -2,7 +2,7 @@
 //! named like their PyTorch counterparts. Every function records work on the given
 //! `Recorder` and returns a fresh tensor from the device's buffer pool.
 
-use kiln_kernels::{elementwise, matmul, matvec, norm};
+use kiln_kernels::{elementwise, embedding, matmul, matvec, norm};
 use kiln_tensor::{DType, Recorder, Tensor};
 
 use crate::Result;
@@ -94,6 +94,44 @@ impl LayerNorm {
     }
 }
 
+/// `nn.Embedding`, its table possibly split into row blocks that each fit one binding
+/// (`(first id, [rows, dim] table)`, in order). Tables may be f32/f16/bf16 or GGUF blocks.
+pub struct Embedding {
+    pub blocks: Vec<(usize, Tensor)>,
+    pub dim: usize,
+}
+
+impl Embedding {
+    pub fn single(table: Tensor) -> Embedding {
+        let dim = table.dim(1);
+        Embedding { blocks: vec![(0, table)], dim }
+    }
+
+    /// ids `[seq]` (u32) → `[seq, dim]` f32.
+    pub fn forward(&self, rec: &mut Recorder, ids: &Tensor) -> Result<Tensor> {
+        let out = empty(ids, &[ids.numel(), self.dim])?;
+        if let [(0, table)] = self.blocks.as_slice() {
+            embedding::embedding(rec, ids, table, &out)?;
+            return Ok(out);
+        }
+        rec.clear(&out);
+        for (first, table) in &self.blocks {
+            embedding::embedding_block(rec, ids, table, *first, &out)?;
+        }
+        Ok(out)
+    }
+
+    /// The same blocks as an LM head (tied embeddings).
+    pub fn as_lm_head(&self, vocab: usize) -> LmHead {
+        LmHead { blocks: self.blocks.iter().map(|(s, t)| (*s, Linear::new(t.clone(), None))).collect(), vocab }
+    }
+
+    /// Bytes of the table(s) on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.blocks.iter().map(|(_, t)| t.byte_len()).sum()
+    }
+}
+
 /// An LM head whose weight may be split into row blocks (a vocabulary too large for
 /// one binding). Each block is a `Linear`; their outputs are copied side by side.
 pub struct LmHead {
@@ -103,6 +141,15 @@ pub struct LmHead {
 }
 
 impl LmHead {
+    /// Bytes of the head's weights, 0 when they are `embedding`'s own tensors (tied).
+    pub fn bytes_unless_shared(&self, embedding: &Embedding) -> u64 {
+        self.blocks
+            .iter()
+            .filter(|(_, l)| !embedding.blocks.iter().any(|(_, t)| t.same_storage(&l.weight)))
+            .map(|(_, l)| l.weight.byte_len())
+            .sum()
+    }
+
     /// x `[seq, hidden]` → logits `[seq, vocab]`.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         if let [(0, only)] = self.blocks.as_slice() {

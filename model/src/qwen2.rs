@@ -2,12 +2,13 @@
 //! rotary position embeddings, grouped-query attention over a KV cache and a SwiGLU
 //! MLP. Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py`.
 
-use kiln_kernels::{attention, embedding, kv_cache, rope};
+use kiln_kernels::{attention, kv_cache, rope};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::kv_cache::KvCache;
-use crate::nn::{self, LmHead, Linear, RmsNorm};
-use crate::{ModelConfig, Result, WeightStore};
+use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
+use crate::source::WeightSource;
+use crate::{ModelConfig, Result};
 
 pub struct Qwen2Layer {
     input_norm: RmsNorm,
@@ -23,26 +24,26 @@ pub struct Qwen2Layer {
 
 pub struct Qwen2 {
     pub config: ModelConfig,
-    embed_tokens: Tensor, // [vocab, hidden]
+    embed_tokens: Embedding, // [vocab, hidden]
     layers: Vec<Qwen2Layer>,
     norm: RmsNorm,
     lm_head: LmHead,
     rope: rope::RopeTable,
 }
 
-fn linear(w: &WeightStore, dev: &Device, name: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
-    let weight = w.load(dev, &format!("{name}.weight"), &shape)?;
-    let bias = if bias { Some(w.load_f32(dev, &format!("{name}.bias"), &[shape[0]])?) } else { None };
+fn linear(w: &dyn WeightSource, dev: &Device, name: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
+    let weight = w.matrix(dev, &format!("{name}.weight"), shape)?;
+    let bias = if bias { Some(w.vector_f32(dev, &format!("{name}.bias"), shape[0])?) } else { None };
     Ok(Linear::new(weight, bias))
 }
 
 impl Qwen2 {
     /// Upload every weight (in its stored dtype; norms and biases as f32).
-    pub fn load(dev: &Device, config: &ModelConfig, w: &WeightStore, tied: bool) -> Result<Qwen2> {
+    pub fn load(dev: &Device, config: &ModelConfig, w: &dyn WeightSource, tied: bool) -> Result<Qwen2> {
         let c = config;
         let (h, q, kv, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let eps = c.norm_eps as f32;
-        let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { weight: w.load_f32(dev, name, &[h])?, eps }) };
+        let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { weight: w.vector_f32(dev, name, h)?, eps }) };
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let p = format!("model.layers.{i}");
@@ -58,12 +59,28 @@ impl Qwen2 {
                 down_proj: linear(w, dev, &format!("{p}.mlp.down_proj"), [h, inter], c.mlp_bias)?,
             });
         }
-        let embed_name = crate::embedding_name(c.arch);
-        let embed_tokens = w.load(dev, embed_name, &[c.vocab_size, h])?;
-        let head_name = if tied { embed_name } else { crate::LM_HEAD };
-        let lm_head = crate::model::load_lm_head(dev, w, head_name, c.vocab_size, h, tied.then_some(&embed_tokens))?;
+        let embed_tokens = crate::model::load_embedding(dev, w, crate::embedding_name(c.arch), c.vocab_size, h)?;
+        let lm_head = crate::model::load_lm_head(dev, w, c.vocab_size, h, tied.then_some(&embed_tokens))?;
         let rope = rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, c.max_position_embeddings)?;
         Ok(Qwen2 { config: c.clone(), embed_tokens, layers, norm: norm("model.norm.weight")?, lm_head, rope })
+    }
+
+    /// Bytes of weights resident on the GPU.
+    pub fn weight_bytes(&self) -> u64 {
+        let lin = |l: &Linear| l.weight.byte_len() + l.bias.as_ref().map_or(0, |b| b.byte_len());
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj]
+                    .into_iter()
+                    .map(lin)
+                    .sum::<u64>()
+                    + l.input_norm.weight.byte_len()
+                    + l.post_attention_norm.weight.byte_len()
+            })
+            .sum();
+        layers + self.embed_tokens.bytes() + self.lm_head.bytes_unless_shared(&self.embed_tokens) + self.norm.weight.byte_len()
     }
 
     /// Run `ids` (at positions `cache.len ..`) through the model, appending their K/V to
@@ -77,8 +94,7 @@ impl Qwen2 {
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let dev = ids.device();
 
-        let mut h = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?; // [seq, hidden]
-        embedding::embedding(rec, ids, &self.embed_tokens, &h)?;
+        let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
         for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention block.
             let x = layer.input_norm.forward(rec, &h)?; // [seq, hidden]

@@ -208,6 +208,14 @@ impl Recorder {
         Ok(())
     }
 
+    /// Zero `t`, in stream order with the recorded dispatches. (Inside a recording use this,
+    /// not `Tensor::zeros`, which submits at once: a pooled buffer may still be read by
+    /// dispatches recorded earlier and not yet submitted.)
+    pub fn clear(&mut self, t: &Tensor) {
+        self.pass = None;
+        self.encoder.clear_buffer(t.buffer(), t.byte_offset(), Some(t.byte_len().div_ceil(4) * 4));
+    }
+
     /// Copy all of `src` into `dst` starting at element `dst_elem_offset` of `dst`.
     pub fn copy_into(&mut self, src: &Tensor, dst: &Tensor, dst_elem_offset: usize) -> Result<()> {
         self.copy_region(src, 0, dst, dst_elem_offset, src.numel())

@@ -69,7 +69,8 @@ impl Tensor {
         Ok(Tensor { storage: Arc::new(storage), offset: 0, shape: shape.to_vec(), dtype, device: device.clone() })
     }
 
-    /// A zero-filled tensor.
+    /// A zero-filled tensor (cleared by its own submit: while recording a forward pass use
+    /// `Tensor::empty` + `Recorder::clear` instead).
     pub fn zeros(device: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let t = Tensor::empty(device, shape, dtype)?;
         let mut enc = device.wgpu().create_command_encoder(&Default::default());
