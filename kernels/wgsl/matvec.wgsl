@@ -67,6 +67,13 @@ fn lane_dot_words(row: u32, lane: u32) -> f32 {
         }
         return sum;
     }
+    if (W_DTYPE >= 3u) {
+        // GGUF block types: each element decoded by load_w (weights.wgsl, quant_*.wgsl).
+        for (var i = lane; i < p.k; i += LANES) {
+            sum = fma(load_w(start + i), x[i], sum);
+        }
+        return sum;
+    }
     // Halves: words first..last (exclusive) cover elements start..end of this row.
     let end = start + p.k;
     let first = start >> 1u;
