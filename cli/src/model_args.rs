@@ -1,34 +1,65 @@
-//! Arguments shared by the commands that run a model: the model path and the prompt.
+//! Arguments shared by the commands that run a model: the model (a Hugging Face
+//! directory or a GGUF file) and the prompt (raw text, `--chat` text, or token ids).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use kiln_model::gguf::chat::{render_chat, ChatMessage};
+use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+use kiln_model::gguf::GgufFile;
 use kiln_model::{Model, ModelDir, Tokenizer};
 use kiln_tensor::Device;
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// A Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
+    /// A Hugging Face model directory (config.json, *.safetensors, tokenizer.json) or a
+    /// GGUF file (see `kiln fetch`).
     #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
     /// Token ids to use as the prompt instead of text, e.g. `--prompt-ids 15496,11,995`.
     #[arg(long, value_name = "IDS")]
     pub prompt_ids: Option<String>,
-    /// The prompt text (fed raw to the tokenizer, no special tokens added).
+    /// Wrap the prompt in the model's chat template as a user message (instruct models).
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for --chat (default: the template's own, if it has one).
+    #[arg(long, value_name = "TEXT", requires = "chat")]
+    pub system: Option<String>,
+    /// How to read a GGUF file's tokenizer: `transformers` gives the same ids as Hugging
+    /// Face transformers' GGUF conversion (the reference kiln is tested against); `gguf`
+    /// follows the file's metadata as llama.cpp does (e.g. Qwen's FIM and tool-call
+    /// tokens stay single tokens, SmolLM2 gets no BOS).
+    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
+    pub gguf_tokenizer: GgufTokenizer,
+    /// The prompt text. Without --chat it is tokenized as transformers' `tokenizer(prompt)`
+    /// does (the tokenizer's own special tokens, e.g. a BOS, are added).
     pub prompt: Option<String>,
 }
 
-pub struct Loaded {
-    pub dir: ModelDir,
-    pub model: Model,
-    pub prompt_ids: Vec<u32>,
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GgufTokenizer {
+    Transformers,
+    Gguf,
 }
 
-impl Loaded {
-    pub fn tokenizer(&self) -> Option<&Tokenizer> {
-        self.dir.tokenizer.as_ref()
+impl GgufTokenizer {
+    fn flavor(self) -> Flavor {
+        match self {
+            GgufTokenizer::Transformers => Flavor::Transformers,
+            GgufTokenizer::Gguf => Flavor::Gguf,
+        }
     }
+}
+
+/// A loaded model with what the commands need around it.
+pub struct Loaded {
+    pub model: Model,
+    pub tokenizer: Option<Tokenizer>,
+    pub eos_ids: Vec<u32>,
+    pub prompt_ids: Vec<u32>,
+    /// What was fed to the tokenizer (the rendered chat template with --chat).
+    pub prompt_text: Option<String>,
 }
 
 pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
@@ -45,20 +76,79 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// The chat template of a Hugging Face directory: chat_template.jinja, else the
+/// `chat_template` string of tokenizer_config.json.
+fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.exists() {
+        return Ok(Some(std::fs::read_to_string(&jinja).with_context(|| format!("reading {}", jinja.display()))?));
+    }
+    let cfg = dir.join("tokenizer_config.json");
+    if cfg.exists() {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg)?)
+            .with_context(|| format!("{} is not valid JSON", cfg.display()))?;
+        if let Some(t) = v.get("chat_template").and_then(|t| t.as_str()) {
+            return Ok(Some(t.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+fn token_string(tok: &Tokenizer, id: Option<u32>) -> String {
+    id.and_then(|id| tok.id_to_token(id)).unwrap_or_default()
+}
+
 impl ModelArgs {
-    /// Open the model directory, tokenize the prompt and upload the weights.
+    /// Open the model, build the prompt, upload the weights.
     pub fn load(&self, dev: &Device) -> Result<Loaded> {
-        let dir = ModelDir::open(&self.model)?;
-        let prompt_ids = match (&self.prompt_ids, &self.prompt) {
+        let (model, tokenizer, eos_ids, template, bos) = if kiln_model::gguf::model::is_gguf(&self.model) {
+            let file = GgufFile::open(&self.model)?;
+            let spec = GgufTokenizerSpec::from_gguf(&file)?;
+            // End of sequence as the file says (llama.cpp's reading: eos and eot).
+            let eos = spec.eos_ids();
+            let tokenizer = build(&spec.with_flavor(self.gguf_tokenizer.flavor()))?;
+            let template = kiln_model::gguf::chat::chat_template(&file)?.map(str::to_string);
+            let model = Model::load_gguf(dev, &file)?;
+            let bos = model.config().bos_token_id;
+            (model, Some(tokenizer), eos, template, bos)
+        } else {
+            let dir = ModelDir::open(&self.model)?;
+            let template = if dir.path.is_dir() { hf_chat_template(&dir.path)? } else { None };
+            let model = Model::load(dev, &dir)?;
+            let eos = dir.eos_token_ids();
+            let bos = dir.config.bos_token_id;
+            (model, dir.tokenizer, eos, template, bos)
+        };
+        let (prompt_ids, prompt_text) = match (&self.prompt_ids, &self.prompt) {
             (Some(_), Some(_)) => bail!("give either a prompt or --prompt-ids, not both"),
-            (Some(ids), None) => parse_ids(ids)?,
-            (None, Some(text)) => dir.tokenizer()?.encode(text)?,
+            (Some(_), None) if self.chat => bail!("--chat needs prompt text, not --prompt-ids"),
+            (Some(ids), None) => (parse_ids(ids)?, None),
             (None, None) => bail!("no prompt: give the prompt text or --prompt-ids"),
+            (None, Some(text)) => {
+                let Some(tok) = tokenizer.as_ref() else {
+                    bail!("{} has no tokenizer: pass --prompt-ids", self.model.display())
+                };
+                if self.chat {
+                    let Some(template) = template.as_deref() else {
+                        bail!("{} has no chat template: drop --chat", self.model.display())
+                    };
+                    let mut messages = Vec::new();
+                    if let Some(system) = &self.system {
+                        messages.push(ChatMessage::system(system.clone()));
+                    }
+                    messages.push(ChatMessage::user(text.clone()));
+                    let eos = token_string(tok, eos_ids.first().copied());
+                    let rendered = render_chat(template, &messages, true, &token_string(tok, bos), &eos)?;
+                    // The template already holds every special token it wants.
+                    (tok.encode_with_special(&rendered, false)?, Some(rendered))
+                } else {
+                    (tok.encode_with_special(text, true)?, Some(text.clone()))
+                }
+            }
         };
         if prompt_ids.is_empty() {
             bail!("the prompt encodes to no tokens");
         }
-        let model = Model::load(dev, &dir)?;
-        Ok(Loaded { dir, model, prompt_ids })
+        Ok(Loaded { model, tokenizer, eos_ids, prompt_ids, prompt_text })
     }
 }

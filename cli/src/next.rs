@@ -40,7 +40,7 @@ pub fn run(dev_args: &DeviceArgs, args: NextArgs) -> Result<()> {
     // Highest logit first; ties keep the lower id first (like torch.topk on CPU).
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     order.truncate(args.top.max(1));
-    let token = |id: usize| loaded.tokenizer().map(|t| t.token_text(id as u32)).unwrap_or_default();
+    let token = |id: usize| loaded.tokenizer.as_ref().map(|t| t.token_text(id as u32)).unwrap_or_default();
 
     if args.json {
         let top: Vec<_> = order

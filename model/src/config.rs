@@ -488,6 +488,7 @@ impl ModelConfig {
                 }
             }
         };
+        cfg.check_widths()?;
         if let Some(g) = generation {
             let mut eos = g.eos_token_ids.clone();
             for id in &cfg.eos_token_ids {
@@ -500,6 +501,27 @@ impl ModelConfig {
             cfg.pad_token_id = g.pad_token_id.or(cfg.pad_token_id);
         }
         Ok(cfg)
+    }
+
+    /// The widths the layout derives from the config (`q_dim`, `kv_dim`, GPT-2's fused
+    /// `3 * hidden`) must fit usize: huge numbers in a corrupt config are an error, not an
+    /// arithmetic overflow.
+    pub(crate) fn check_widths(&self) -> Result<()> {
+        let (heads, kv_heads, hidden) = match self.arch {
+            Arch::Gpt2 => ("n_head", "n_head", "n_embd"),
+            _ => ("num_attention_heads", "num_key_value_heads", "hidden_size"),
+        };
+        let checks = [
+            (heads, self.n_heads.checked_mul(self.head_dim), "times head_dim"),
+            (kv_heads, self.n_kv_heads.checked_mul(self.head_dim), "times head_dim"),
+            (hidden, self.hidden_size.checked_mul(3), "times 3"),
+        ];
+        for (field, product, what) in checks {
+            if product.is_none() {
+                return Err(ModelError::config(&self.path, field, format!("is too large ({what} overflows)")));
+            }
+        }
+        Ok(())
     }
 
     /// Width of the concatenated q projection output (`n_heads * head_dim`).

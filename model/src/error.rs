@@ -102,6 +102,23 @@ pub enum ModelError {
     /// A tensor-layer error outside any named tensor (boxed: TensorError is large).
     #[error(transparent)]
     TensorError(Box<TensorError>),
+
+    /// A GGUF file is malformed, truncated or of an unsupported version. `detail` names
+    /// the metadata key or tensor where there is one.
+    #[error("{}: invalid GGUF file: {detail}", path.display())]
+    Gguf { path: PathBuf, detail: String },
+
+    /// A GGUF metadata key is missing or its value has the wrong type or range.
+    #[error("{}: GGUF metadata `{key}`: {detail}", path.display())]
+    GgufMetadata { path: PathBuf, key: String, detail: String },
+
+    /// A GGUF tensor's ggml type is one kiln cannot load (its data was asked for).
+    #[error(
+        "tensor `{name}` in {} has ggml type {ggml_type}; kiln loads F32, F16, BF16, Q8_0, Q4_0, Q4_1, \
+         Q5_0, Q5_1, Q4_K, Q5_K and Q6_K",
+        path.display()
+    )]
+    GgufUnsupportedType { name: String, path: PathBuf, ggml_type: String },
 }
 
 impl From<TensorError> for ModelError {

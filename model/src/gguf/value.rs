@@ -1,0 +1,288 @@
+//! GGUF metadata values: the thirteen value types of the format, arrays typed (and
+//! nestable) as the file stores them.
+
+use std::fmt;
+
+/// The type id of a metadata value (`gguf_metadata_value_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum GgufValueType {
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    Bool = 7,
+    String = 8,
+    Array = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
+}
+
+impl GgufValueType {
+    pub fn from_id(id: u32) -> Option<GgufValueType> {
+        use GgufValueType::*;
+        Some(match id {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// The GGUF specification's name (`uint32`, `string`, …).
+    pub fn name(self) -> &'static str {
+        use GgufValueType::*;
+        match self {
+            U8 => "uint8",
+            I8 => "int8",
+            U16 => "uint16",
+            I16 => "int16",
+            U32 => "uint32",
+            I32 => "int32",
+            F32 => "float32",
+            Bool => "bool",
+            String => "string",
+            Array => "array",
+            U64 => "uint64",
+            I64 => "int64",
+            F64 => "float64",
+        }
+    }
+
+    /// Bytes of a value of this type when its size is fixed.
+    pub fn fixed_size(self) -> Option<usize> {
+        use GgufValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+
+    /// The fewest bytes one value of this type can take in a file: a string is at least
+    /// its u64 length, an array its u32 element type and u64 count.
+    pub fn min_size(self) -> usize {
+        match self {
+            GgufValueType::String => 8,
+            GgufValueType::Array => 12,
+            fixed => fixed.fixed_size().expect("fixed-size type"),
+        }
+    }
+}
+
+impl fmt::Display for GgufValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GgufValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(GgufArray),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+/// A metadata array: all elements of one type, stored as a vector of that type.
+/// Arrays of arrays hold each inner array with its own element type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GgufArray {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    String(Vec<String>),
+    Array(Vec<GgufArray>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+impl GgufValue {
+    pub fn value_type(&self) -> GgufValueType {
+        use GgufValue as V;
+        use GgufValueType as T;
+        match self {
+            V::U8(_) => T::U8,
+            V::I8(_) => T::I8,
+            V::U16(_) => T::U16,
+            V::I16(_) => T::I16,
+            V::U32(_) => T::U32,
+            V::I32(_) => T::I32,
+            V::F32(_) => T::F32,
+            V::Bool(_) => T::Bool,
+            V::String(_) => T::String,
+            V::Array(_) => T::Array,
+            V::U64(_) => T::U64,
+            V::I64(_) => T::I64,
+            V::F64(_) => T::F64,
+        }
+    }
+
+    /// An integer value of any width, widened to i128 (which holds them all).
+    pub fn as_int(&self) -> Option<i128> {
+        use GgufValue as V;
+        Some(match *self {
+            V::U8(x) => x as i128,
+            V::I8(x) => x as i128,
+            V::U16(x) => x as i128,
+            V::I16(x) => x as i128,
+            V::U32(x) => x as i128,
+            V::I32(x) => x as i128,
+            V::U64(x) => x as i128,
+            V::I64(x) => x as i128,
+            _ => return None,
+        })
+    }
+
+    /// A float value, or an integer converted to f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            GgufValue::F32(x) => Some(x as f64),
+            GgufValue::F64(x) => Some(x),
+            _ => self.as_int().map(|i| i as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            GgufValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            GgufValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&GgufArray> {
+        match self {
+            GgufValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// A short description for messages: the type and (for scalars) the value, strings
+    /// and arrays abbreviated.
+    pub fn describe(&self) -> String {
+        match self {
+            GgufValue::String(s) => {
+                let mut short: String = s.chars().take(40).collect();
+                if short.len() < s.len() {
+                    short.push('…');
+                }
+                format!("string {short:?}")
+            }
+            GgufValue::Array(a) => a.describe(),
+            GgufValue::F32(x) => format!("float32 {x}"),
+            GgufValue::F64(x) => format!("float64 {x}"),
+            GgufValue::Bool(b) => format!("bool {b}"),
+            other => format!("{} {}", other.value_type(), other.as_int().expect("integer")),
+        }
+    }
+}
+
+impl GgufArray {
+    pub fn element_type(&self) -> GgufValueType {
+        use GgufArray as A;
+        use GgufValueType as T;
+        match self {
+            A::U8(_) => T::U8,
+            A::I8(_) => T::I8,
+            A::U16(_) => T::U16,
+            A::I16(_) => T::I16,
+            A::U32(_) => T::U32,
+            A::I32(_) => T::I32,
+            A::F32(_) => T::F32,
+            A::Bool(_) => T::Bool,
+            A::String(_) => T::String,
+            A::Array(_) => T::Array,
+            A::U64(_) => T::U64,
+            A::I64(_) => T::I64,
+            A::F64(_) => T::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        use GgufArray as A;
+        match self {
+            A::U8(v) => v.len(),
+            A::I8(v) => v.len(),
+            A::U16(v) => v.len(),
+            A::I16(v) => v.len(),
+            A::U32(v) => v.len(),
+            A::I32(v) => v.len(),
+            A::F32(v) => v.len(),
+            A::Bool(v) => v.len(),
+            A::String(v) => v.len(),
+            A::Array(v) => v.len(),
+            A::U64(v) => v.len(),
+            A::I64(v) => v.len(),
+            A::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as integers (widened to i128), or `None` when the elements are not
+    /// integers.
+    pub fn ints(&self) -> Option<Box<dyn Iterator<Item = i128> + '_>> {
+        use GgufArray as A;
+        Some(match self {
+            A::U8(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::I8(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::U16(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::I16(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::U32(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::I32(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::U64(v) => Box::new(v.iter().map(|&x| x as i128)),
+            A::I64(v) => Box::new(v.iter().map(|&x| x as i128)),
+            _ => return None,
+        })
+    }
+
+    /// e.g. `array of 3 string`, `array of 2 array`.
+    pub fn describe(&self) -> String {
+        format!("array of {} {}", self.len(), self.element_type())
+    }
+}

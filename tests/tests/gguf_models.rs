@@ -1,0 +1,163 @@
+//! Real models from GGUF (weights kept quantized on the GPU) vs Hugging Face transformers
+//! (the same GGUF loaded with `gguf_file=`, dequantized to float32), goldens made by
+//! tests/fixtures/make_gguf_goldens.py:
+//! - Qwen2.5-Coder-0.5B-Instruct Q4_K_M on code and prose prompts: prompt ids equal,
+//!   last-position top-10 ids equal as a set, their logits within `TOP_LOGITS`,
+//!   16 greedy ids exact;
+//! - SmolLM2-135M-Instruct Q4_1 (llama, Q/K rows un-permuted): the first 4 greedy ids exact.
+//! The models come from `kiln fetch` (cached outside the repo). Without them these tests
+//! print a note and pass, unless KILN_REQUIRE_MODELS=1 (CI), where they fail.
+
+use std::path::PathBuf;
+
+use kiln_kernels::testing::test_device;
+use kiln_kernels::tolerance::{self, Tol};
+use kiln_model::generate::{generate, GenerateOptions, Sampling};
+use kiln_model::gguf::chat::{render_chat, ChatMessage};
+use kiln_model::gguf::GgufFile;
+use kiln_model::Model;
+use kiln_tensor::{Recorder, Tensor};
+use serde_json::Value;
+
+/// Top-10 logits vs transformers. Both dequantize the same blocks to f32 and compute in
+/// f32; only summation order differs, through 24 layers (logits are ~10-20 in size;
+/// the largest difference seen is 3.4e-5).
+const TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
+
+fn model_path(file: &str) -> Option<PathBuf> {
+    let path = kiln_model::fetch::cache_dir().join("models").join(file);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("KILN_REQUIRE_MODELS").as_deref() == Ok("1") {
+        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2` first", path.display());
+    }
+    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2`)", path.display());
+    None
+}
+
+/// The tokenizer as kiln builds it by default: transformers' reading of the GGUF.
+fn transformers_tokenizer(file: &GgufFile) -> kiln_model::Tokenizer {
+    use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+    build(&GgufTokenizerSpec::from_gguf(file).unwrap().with_flavor(Flavor::Transformers)).unwrap()
+}
+
+fn golden(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/goldens").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+    let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, eos_ids: vec![], trace: false };
+    generate(dev, model, prompt, &opts, |_| Ok(())).unwrap().0
+}
+
+/// Greedy decoding that also returns the prefill's last-position logits: one prefill
+/// serves both the top-10 check and the first greedy id (lavapipe is slow).
+fn prefill_then_greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut cache = model.new_cache(dev, prompt.len() + n).unwrap();
+    let step = |cache: &mut kiln_model::KvCache, ids: &[u32]| {
+        let input = Tensor::from_slice(dev, ids, &[ids.len()]).unwrap();
+        let mut rec = Recorder::new(dev);
+        let logits = model.forward(&mut rec, &input, cache, false).unwrap();
+        rec.submit().unwrap();
+        logits.to_vec_f32().unwrap()
+    };
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b]).then(b.cmp(&a))).unwrap() as u32;
+    let first = step(&mut cache, prompt);
+    let mut out = vec![argmax(&first)];
+    while out.len() < n {
+        let logits = step(&mut cache, &[*out.last().unwrap()]);
+        out.push(argmax(&logits));
+    }
+    (first, out)
+}
+
+#[test]
+fn qwen2_5_coder_q4_k_m_matches_transformers() {
+    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let g = golden("gguf_qwen2.5-coder-0.5b-q4_k_m.json");
+    let dev = test_device();
+    let file = GgufFile::open(&path).unwrap();
+    let tokenizer = transformers_tokenizer(&file);
+    let model = Model::load_gguf(&dev, &file).unwrap();
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        if let Some(text) = case["prompt"].as_str() {
+            assert_eq!(tokenizer.encode_with_special(text, true).unwrap(), ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+        }
+        // Two code and two prose prompts run through the model; the rest only check ids.
+        if !["code_fib", "code_numpy", "prose_france", "prose_once"].contains(&name) {
+            continue;
+        }
+        let want_greedy = ids(&case["greedy"]["new_ids"]);
+        assert_eq!(want_greedy.len(), 16, "{name}: the golden has 16 greedy ids");
+        let (logits, got) = prefill_then_greedy(&dev, &model, &prompt, 16);
+        let want_ids = ids(&case["last"]["top_ids"]);
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let mut got_top: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
+        let mut want_set = want_ids.clone();
+        got_top.sort();
+        want_set.sort();
+        assert_eq!(got_top, want_set, "{name}: top-10 ids as a set");
+        let want_logits: Vec<f32> =
+            case["last"]["top_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let got_logits: Vec<f32> = want_ids.iter().map(|&i| logits[i as usize]).collect();
+        match tolerance::compare(&format!("{name}: top-10 logits"), &got_logits, &want_logits, TOP_LOGITS) {
+            Ok(r) => eprintln!("{name}: top-10 logits {r}"),
+            Err(m) => panic!("{m}"),
+        }
+        assert_eq!(got, want_greedy, "{name}: 16 greedy ids");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "two code and two prose prompts checked");
+}
+
+#[test]
+fn qwen2_5_chat_template_gives_transformers_prompt_ids() {
+    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let g = golden("gguf_tokenizer_qwen2.5.json");
+    let file = GgufFile::open(&path).unwrap();
+    let tokenizer = transformers_tokenizer(&file);
+    let template = kiln_model::gguf::chat::chat_template(&file).unwrap().expect("Qwen2.5 has a chat template");
+    let chats = g["chat_template"].as_object().expect("chat renderings in the golden");
+    for (name, chat) in chats {
+        let messages: Vec<ChatMessage> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        let text = render_chat(template, &messages, true, "", "<|im_end|>").unwrap();
+        assert_eq!(text, chat["text"].as_str().unwrap(), "{name}: rendered template");
+        assert_eq!(tokenizer.encode_with_special(&text, false).unwrap(), ids(&chat["ids"]), "{name}: ids");
+    }
+}
+
+#[test]
+fn smollm2_q4_1_first_greedy_ids_match_transformers() {
+    let Some(path) = model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
+    let g = golden("gguf_smollm2-135m-q4_1.json");
+    let dev = test_device();
+    let file = GgufFile::open(&path).unwrap();
+    let tokenizer = transformers_tokenizer(&file);
+    let model = Model::load_gguf(&dev, &file).unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let want = ids(&case["greedy"]["new_ids"]);
+        let got = greedy(&dev, &model, &prompt, 4);
+        assert_eq!(got, want[..4], "{name}: first 4 greedy ids");
+        if let Some(text) = case["prompt"].as_str() {
+            // kiln encodes like transformers' tokenizer(prompt): SmolLM2 adds its BOS.
+            assert_eq!(tokenizer.encode_with_special(text, true).unwrap(), ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+        }
+    }
+}
