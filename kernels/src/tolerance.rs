@@ -18,6 +18,16 @@ pub const REDUCTION: Tol = Tol { abs: 1e-5, rel: 1e-4 };
 pub const MATMUL_F32: Tol = Tol { abs: 1e-4, rel: 1e-4 };
 /// f16/bf16 weights: the CPU twin dequantises the same bits, so only summation order differs.
 pub const MATMUL_HALF: Tol = Tol { abs: 2e-4, rel: 2e-4 };
+/// The matmul/matvec tolerance for weights stored as `dtype`: f32 weights, or weights
+/// dequantized from f16/bf16/GGUF blocks (the CPU twin uses the same dequantized values).
+pub fn matmul_for(dtype: kiln_tensor::DType) -> Tol {
+    if dtype == kiln_tensor::DType::F32 {
+        MATMUL_F32
+    } else {
+        MATMUL_HALF
+    }
+}
+
 /// Attention: softmax + weighted sum, online on the GPU, two-pass on the CPU.
 pub const ATTENTION: Tol = Tol { abs: 1e-4, rel: 1e-4 };
 /// RoPE: the GPU and CPU read the same cos/sin table.

@@ -9,11 +9,7 @@ use kiln_kernels::{matmul, tolerance, DType, Device, Recorder, Tensor};
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
 fn tol(dtype: DType) -> tolerance::Tol {
-    if dtype == DType::F32 {
-        tolerance::MATMUL_F32
-    } else {
-        tolerance::MATMUL_HALF
-    }
+    tolerance::matmul_for(dtype)
 }
 
 /// One recorded matmul and the CPU result it must match.

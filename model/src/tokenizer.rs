@@ -33,8 +33,10 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-/// GPT-2's byte <-> printable-char table (`bytes_to_unicode`), inverted.
-fn byte_level_decoder() -> HashMap<char, u8> {
+/// GPT-2's byte -> printable-char table (`bytes_to_unicode`), in GPT-2's own order
+/// (printable bytes first; it is the order of GPT-2's 256 byte tokens): the alphabet
+/// byte-level BPE vocabularies (GPT-2, Qwen2, SmolLM2) spell tokens in.
+pub fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut bs: Vec<u32> =
         ('!' as u32..='~' as u32).chain('¡' as u32..='¬' as u32).chain('®' as u32..='ÿ' as u32).collect();
     let mut cs = bs.clone();
@@ -46,7 +48,12 @@ fn byte_level_decoder() -> HashMap<char, u8> {
             n += 1;
         }
     }
-    bs.into_iter().zip(cs).map(|(b, c)| (char::from_u32(c).expect("valid char"), b as u8)).collect()
+    bs.into_iter().zip(cs).map(|(b, c)| (b as u8, char::from_u32(c).expect("valid char"))).collect()
+}
+
+/// [`bytes_to_unicode`], inverted.
+fn byte_level_decoder() -> HashMap<char, u8> {
+    bytes_to_unicode().into_iter().map(|(b, c)| (c, b)).collect()
 }
 
 impl Tokenizer {

@@ -26,22 +26,11 @@ use serde_json::Value;
 // Synthetic specs
 // ---------------------------------------------------------------------------------
 
-/// GPT-2's byte -> printable char table.
+/// GPT-2's byte -> printable char table, indexed by byte.
 fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> =
-        ('!' as u32..='~' as u32).chain('¡' as u32..='¬' as u32).chain('®' as u32..='ÿ' as u32).collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
     let mut table = vec![' '; 256];
-    for (b, c) in bs.into_iter().zip(cs) {
-        table[b as usize] = char::from_u32(c).unwrap();
+    for (b, c) in kiln_model::tokenizer::bytes_to_unicode() {
+        table[b as usize] = c;
     }
     table
 }

@@ -152,21 +152,7 @@ pub fn write_model_dir(dir: &Path, cfg: &Value, specs: &[Spec], shards: usize) {
     write_json(dir, "tokenizer.json", &tokenizer_json(None));
 }
 
-/// GPT-2's byte -> printable char table.
-pub fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let mut bs: Vec<u32> =
-        ('!' as u32..='~' as u32).chain('¡' as u32..='¬' as u32).chain('®' as u32..='ÿ' as u32).collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    bs.into_iter().zip(cs).map(|(b, c)| (b as u8, char::from_u32(c).unwrap())).collect()
-}
+pub use kiln_model::tokenizer::bytes_to_unicode;
 
 /// Ids of the merged tokens of [`tokenizer_json`] (bytes are ids 0..=255 in GPT-2's table order).
 pub const MERGED: [&str; 9] = ["he", "ll", "hell", "hello", "Ġw", "or", "Ġwor", "ld", "Ġworld"];
