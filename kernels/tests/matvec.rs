@@ -5,7 +5,7 @@
 use kiln_kernels::reference::matmul::quantize_weights;
 use kiln_kernels::reference::matvec::matvec as matvec_ref;
 use kiln_kernels::testing::{test_device, Rng};
-use kiln_kernels::{matmul, matvec, tolerance, DType, Device, Recorder, Tensor};
+use kiln_kernels::{matmul, matvec, reference, tolerance, DType, Device, Recorder, Tensor};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
@@ -147,9 +147,9 @@ fn bad_arguments_are_clear_errors() {
     let mut rec = Recorder::new(&dev);
     let err = |r: kiln_kernels::Result<()>| r.unwrap_err().to_string();
 
-    // Two rows: that is matmul's job.
-    let e = err(matvec::matvec(&mut rec, &f32s(&[2, 8]), &f32s(&[5, 8]), &f32s(&[2, 5])));
-    assert!(e.contains("matvec") && e.contains("2 rows") && e.contains("use matmul"), "{e}");
+    // More rows than matvec takes: that is matmul's job.
+    let e = err(matvec::matvec(&mut rec, &f32s(&[17, 8]), &f32s(&[5, 8]), &f32s(&[17, 5])));
+    assert!(e.contains("matvec") && e.contains("17 rows") && e.contains("at most 16") && e.contains("use matmul"), "{e}");
     // K mismatch.
     let e = err(matvec::matvec(&mut rec, &f32s(&[8]), &f32s(&[5, 7]), &f32s(&[5])));
     assert!(e.contains("K mismatch") && e.contains("K = 8") && e.contains("K = 7"), "{e}");
@@ -172,4 +172,41 @@ fn bad_arguments_are_clear_errors() {
     let x = f32s(&[4]);
     let e = err(matvec::matvec(&mut rec, &x, &f32s(&[4, 4]), &x));
     assert!(e.contains("different buffer"), "{e}");
+}
+
+#[test]
+fn several_rows_match_matmul_for_every_weight_type() {
+    use kiln_kernels::quant;
+    let dev = test_device();
+    let mut rng = Rng::new(31);
+    let (n, k) = (19, 64);
+    for rows in [2usize, 5, 16] {
+        let a = rng.vec(rows * k, 1.0);
+        let x = Tensor::from_slice(&dev, &a, &[rows, k]).unwrap();
+        // Dense dtypes, and a GGUF block type (Q8_0 from random blocks with sane scales).
+        let mut weights: Vec<(Tensor, Vec<f32>)> = DTYPES
+            .iter()
+            .map(|&dt| {
+                let (bytes, vals) = reference::matmul::quantize_weights(&rng.vec(n * k, 1.0), dt);
+                (Tensor::from_bytes(&dev, &bytes, &[n, k], dt).unwrap(), vals)
+            })
+            .collect();
+        let mut blocks = Vec::new();
+        for _ in 0..n * k / 32 {
+            blocks.extend_from_slice(&half::f16::from_f32(0.01 + rng.unit() * 0.05).to_le_bytes());
+            blocks.extend((0..32).map(|_| rng.below(256) as u8));
+        }
+        let vals = quant::dequantize(DType::Q8_0, &blocks).unwrap();
+        let repacked = quant::repack(DType::Q8_0, &blocks).unwrap();
+        weights.push((Tensor::from_bytes(&dev, &repacked, &[n, k], DType::Q8_0).unwrap(), vals));
+        for (w, vals) in &weights {
+            let mv = Tensor::empty(&dev, &[rows, n], DType::F32).unwrap();
+            let mut rec = Recorder::new(&dev);
+            matvec::matvec(&mut rec, &x, w, &mv).unwrap();
+            rec.submit().unwrap();
+            let want = reference::matmul::matmul(&a, vals, 1, rows, n, k, false);
+            let what = format!("matvec {rows} rows {}", w.dtype());
+            tolerance::compare(&what, &mv.to_vec_f32().unwrap(), &want, tol(w.dtype())).unwrap_or_else(|m| panic!("{m}"));
+        }
+    }
 }

@@ -1,9 +1,10 @@
-// matvec.wgsl — one activation row times a weight matrix, for decode: out = x · wᵀ.
+// matvec.wgsl — a few activation rows times a weight matrix, for decode (one row) and
+// short prefills: out = x · wᵀ.
 //
-//   x   [K] f32
-//   w   [N, K] f32/f16/bf16 (bound as words, see weights.wgsl)
-//   out [N] f32
-//   torch: out = w.float() @ x       (F.linear(x, w) without bias)
+//   x   [M, K] f32, M small (the launcher allows up to 16; dispatch z = row of x)
+//   w   [N, K] f32/f16/bf16/GGUF blocks (bound as words, see weights.wgsl)
+//   out [M, N] f32
+//   torch: out = x @ w.float().T       (F.linear(x, w) without bias)
 //
 // Decode is bound by reading w once, so the kernel is laid out for memory bandwidth:
 // a workgroup of 256 invocations computes ROWS = 8 output rows, LANES = 32 invocations
@@ -20,8 +21,10 @@
 //                and last word of a row then hold one element of the neighbouring row,
 //                which is skipped.
 //
-// Grid: one workgroup per ROWS rows, folded into 2-D when N/ROWS exceeds the per-
+// Grid: one workgroup per ROWS output rows, folded into 2-D when N/ROWS exceeds the per-
 // dimension limit; `row_stride` = rows covered by one grid row (x workgroups × ROWS).
+// The z dimension picks the row m of x; each of the M rows re-reads w (from cache on a
+// GPU), which beats a 64-row matmul tile while M is small.
 //
 // Bindings (in order): x, w, out, params.
 
@@ -58,19 +61,20 @@ fn unpack_pair(word: u32) -> vec2<f32> {
 }
 
 /// This lane's share of dot(w[row, :], x), reading one u32 word at a time.
-fn lane_dot_words(row: u32, lane: u32) -> f32 {
+fn lane_dot_words(row: u32, lane: u32, m: u32) -> f32 {
     var sum = 0.0;
     let start = row * p.k;  // element index of w[row, 0]
+    let xb = m * p.k;       // element index of x[m, 0]
     if (W_DTYPE == 0u) {
         for (var i = lane; i < p.k; i += LANES) {
-            sum = fma(bitcast<f32>(w[start + i]), x[i], sum);
+            sum = fma(bitcast<f32>(w[start + i]), x[xb + i], sum);
         }
         return sum;
     }
     if (W_DTYPE >= 3u) {
         // GGUF block types: each element decoded by load_w (weights.wgsl, quant_*.wgsl).
         for (var i = lane; i < p.k; i += LANES) {
-            sum = fma(load_w(start + i), x[i], sum);
+            sum = fma(load_w(start + i), x[xb + i], sum);
         }
         return sum;
     }
@@ -82,23 +86,24 @@ fn lane_dot_words(row: u32, lane: u32) -> f32 {
         let pair = unpack_pair(w[wi]);
         let e = wi * 2u;  // element index of the low half
         if (e >= start) {
-            sum = fma(pair.x, x[e - start], sum);
+            sum = fma(pair.x, x[xb + e - start], sum);
         }
         if (e + 1u < end) {
-            sum = fma(pair.y, x[e + 1u - start], sum);
+            sum = fma(pair.y, x[xb + e + 1u - start], sum);
         }
     }
     return sum;
 }
 
 /// This lane's share of dot(w[row, :], x), reading 16 bytes at a time.
-fn lane_dot_vec4(row: u32, lane: u32) -> f32 {
+fn lane_dot_vec4(row: u32, lane: u32, m: u32) -> f32 {
     var sum = 0.0;
+    let xb = m * (p.k / 4u);  // vec4 index of x[m, 0]
     if (W_DTYPE == 0u) {
         let per_row = p.k / 4u;  // vec4s per row
         let base = row * per_row;
         for (var v = lane; v < per_row; v += LANES) {
-            sum += dot(bitcast<vec4<f32>>(w4[base + v]), x4[v]);
+            sum += dot(bitcast<vec4<f32>>(w4[base + v]), x4[xb + v]);
         }
         return sum;
     }
@@ -108,14 +113,14 @@ fn lane_dot_vec4(row: u32, lane: u32) -> f32 {
         let q = w4[base + v];
         let lo = vec4<f32>(unpack_pair(q.x), unpack_pair(q.y));
         let hi = vec4<f32>(unpack_pair(q.z), unpack_pair(q.w));
-        sum += dot(lo, x4[2u * v]) + dot(hi, x4[2u * v + 1u]);
+        sum += dot(lo, x4[xb + 2u * v]) + dot(hi, x4[xb + 2u * v + 1u]);
     }
     return sum;
 }
 
 /// Add the LANES partial sums of each row in workgroup memory; lane 0 stores the row.
 /// Every invocation of the workgroup must call this (it contains barriers).
-fn reduce_and_store(t: u32, lane: u32, row: u32, sum: f32) {
+fn reduce_and_store(t: u32, lane: u32, row: u32, m: u32, sum: f32) {
     partial[t] = sum;
     workgroupBarrier();
     for (var s = LANES / 2u; s > 0u; s >>= 1u) {
@@ -125,7 +130,7 @@ fn reduce_and_store(t: u32, lane: u32, row: u32, sum: f32) {
         workgroupBarrier();
     }
     if (lane == 0u && row < p.n) {
-        out[row] = partial[t];
+        out[m * p.n + row] = partial[t];
     }
 }
 
@@ -140,9 +145,9 @@ fn matvec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     let row = row_of(t, wid);
     var sum = 0.0;
     if (row < p.n) {
-        sum = lane_dot_words(row, lane);
+        sum = lane_dot_words(row, lane, wid.z);
     }
-    reduce_and_store(t, lane, row, sum);
+    reduce_and_store(t, lane, row, wid.z, sum);
 }
 
 @compute @workgroup_size(WG)
@@ -152,7 +157,7 @@ fn matvec_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let row = row_of(t, wid);
     var sum = 0.0;
     if (row < p.n) {
-        sum = lane_dot_vec4(row, lane);
+        sum = lane_dot_vec4(row, lane, wid.z);
     }
-    reduce_and_store(t, lane, row, sum);
+    reduce_and_store(t, lane, row, wid.z, sum);
 }

@@ -11,9 +11,9 @@ fn empty(like: &Tensor, shape: &[usize]) -> Result<Tensor> {
     Ok(Tensor::empty(like.device(), shape, DType::F32)?)
 }
 
-/// `nn.Linear`: `y = x · Wᵀ + b`, weight `[out, in]` (f32/f16/bf16), bias `[out]` f32.
-/// One row goes through the matvec (decode) kernel, several through the matmul (prefill)
-/// kernel.
+/// `nn.Linear`: `y = x · Wᵀ + b`, weight `[out, in]` (f32/f16/bf16/GGUF blocks), bias
+/// `[out]` f32. Up to `matvec::MAX_ROWS` rows (decode, short prompts) go through the matvec
+/// kernel, more through the tiled matmul (prefill) kernel.
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
@@ -32,7 +32,7 @@ impl Linear {
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         let seq = x.dim(0);
         let y = empty(x, &[seq, self.out_features()])?;
-        if seq == 1 {
+        if seq <= matvec::MAX_ROWS {
             matvec::matvec(rec, x, &self.weight, &y)?;
         } else {
             matmul::matmul(rec, x, &self.weight, &y)?;
