@@ -13,8 +13,13 @@ with_gl=0
 sudo_cmd=""
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd="sudo"; fi
 
+# True if any Vulkan driver manifest (ICD) is installed.
 have_icd() {
-    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json >/dev/null 2>&1
+    local dir
+    for dir in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
+        compgen -G "$dir/*.json" >/dev/null && return 0
+    done
+    return 1
 }
 
 pkgs=()
