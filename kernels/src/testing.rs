@@ -57,3 +57,32 @@ impl Rng {
         (self.next_u64() % n as u64) as u32
     }
 }
+
+/// The quantization fixture for a GGUF block `dtype`: (its GGUF blocks, gguf-py's f32
+/// dequantisation of them), from `tests/fixtures/quant/` (made by
+/// tests/fixtures/make_quant_fixtures.py).
+pub fn quant_fixture(dtype: kiln_tensor::DType) -> (Vec<u8>, Vec<f32>) {
+    let read = |suffix: &str| {
+        let path = format!("{}/../tests/fixtures/quant/{}.{suffix}", env!("CARGO_MANIFEST_DIR"), dtype.name());
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run tests/fixtures/make_quant_fixtures.py)"))
+    };
+    let want = read("f32.bin").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (read("gguf.bin"), want)
+}
+
+/// Assert two f32 slices are equal bit for bit; on failure name the first differing
+/// element, its block of `block` elements and both bit patterns.
+pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32], block: usize) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
+        panic!(
+            "{what}: element {i} (block {}, in-block {}) got {} ({:#010x}) want {} ({:#010x})",
+            i / block,
+            i % block,
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        );
+    }
+}

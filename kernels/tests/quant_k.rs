@@ -15,34 +15,10 @@ const KS: [usize; 3] = [256, 512, 768];
 /// Odd row counts.
 const NS: [usize; 3] = [1, 3, 17];
 
-/// `tests/fixtures/quant/<name>` (written by tests/fixtures/make_quant_fixtures.py).
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/fixtures/quant/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {path}: {e}"))
-}
+use kiln_kernels::testing::quant_fixture as fixture_pair;
 
-/// (GGUF blocks, gguf-py's f32 dequantisation) of the fixture for `dtype`.
-fn fixture_pair(dtype: DType) -> (Vec<u8>, Vec<f32>) {
-    let raw = fixture(&format!("{}.gguf.bin", dtype.name()));
-    let f32s = fixture(&format!("{}.f32.bin", dtype.name()));
-    let want = f32s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (raw, want)
-}
-
-/// Compare f32 bit patterns; panic naming the first differing element.
 fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
-        panic!(
-            "{what}: element {i} (block {}, in-block {}) got {} ({:#010x}) want {} ({:#010x})",
-            i / 256,
-            i % 256,
-            got[i],
-            got[i].to_bits(),
-            want[i],
-            want[i].to_bits()
-        );
-    }
+    kiln_kernels::testing::assert_bits_eq(what, got, want, 256);
 }
 
 /// `n_blocks` random GGUF blocks of `dtype`: random quant and sub-scale bytes, with the

@@ -15,32 +15,10 @@ const KS: [usize; 3] = [32, 64, 96];
 /// Output features / vocabulary sizes (odd).
 const NS: [usize; 3] = [1, 3, 17];
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/fixtures/quant/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run tests/fixtures/make_quant_fixtures.py)"))
-}
-
-/// The fixture's GGUF blocks of `dtype` and gguf-py's dequantisation of them.
-fn fixture_pair(dtype: DType) -> (Vec<u8>, Vec<f32>) {
-    let blocks = fixture(&format!("{}.gguf.bin", dtype.name()));
-    let want = fixture(&format!("{}.f32.bin", dtype.name()));
-    let want = want.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (blocks, want)
-}
+use kiln_kernels::testing::quant_fixture as fixture_pair;
 
 fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
-        panic!(
-            "{what}: element {i} (block {}, j {}) got {} ({:#010x}) want {} ({:#010x})",
-            i / 32,
-            i % 32,
-            got[i],
-            got[i].to_bits(),
-            want[i],
-            want[i].to_bits()
-        );
-    }
+    kiln_kernels::testing::assert_bits_eq(what, got, want, 32);
 }
 
 /// `n_blocks` GGUF blocks of `dtype` of random bytes with random finite f16 scales sized so
