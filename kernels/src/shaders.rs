@@ -29,6 +29,9 @@ pub const ARGMAX: &str = wgsl!("argmax");
 pub const ROPE: &str = wgsl!("rope");
 pub const ATTENTION: &str = wgsl!("attention");
 pub const KV_CACHE: &str = wgsl!("kv_cache");
+pub const SAMPLE: &str = wgsl!("sample");
+pub const TOPN: &str = wgsl!("topn");
+pub const LOGPROBS: &str = wgsl!("logprobs");
 
 /// (module name, source) of every kernel module.
 pub const ALL: &[(&str, &str)] = &[
@@ -42,4 +45,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("rope", ROPE),
     ("attention", ATTENTION),
     ("kv_cache", KV_CACHE),
+    ("sample", SAMPLE),
+    ("topn", TOPN),
+    ("logprobs", LOGPROBS),
 ];

@@ -1,1 +1,20 @@
-//! Sampler crate: filled by the sampling issue.
+//! kiln-sampler: what happens to the logits after the forward pass, on the GPU.
+//!
+//! - [`params`]: the sampling parameters and their validation.
+//! - [`gpu`]: [`gpu::Sampler`], the per-request buffers and the kernels of one step:
+//!   penalties and bias → temperature → top-k → top-p → min-p → a seeded draw, with the
+//!   requested log-probabilities; one token id (4 bytes) is read back per step.
+//! - [`generate`]: prefill then decode, sampling each token on the GPU.
+//! - [`score`]: chain-rule log-probability of a text, perplexity, bits per byte,
+//!   conditional answer scores and per-position entropy.
+//! - [`beam`]: beam search with a length penalty.
+
+pub mod beam;
+pub mod error;
+pub mod generate;
+pub mod gpu;
+pub mod params;
+pub mod score;
+
+pub use error::{Result, SamplerError};
+pub use params::SamplingParams;

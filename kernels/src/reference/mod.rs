@@ -7,10 +7,13 @@ pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod kv_cache;
+pub mod logprobs;
 pub mod matmul;
 pub mod matvec;
 pub mod norm;
 pub mod rope;
+pub mod sample;
 pub mod softmax;
+pub mod topn;
 
 pub use elementwise::*;

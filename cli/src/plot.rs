@@ -1,0 +1,1 @@
+//! Placeholder: logits plots for `kiln next --plot`.

@@ -1,0 +1,1 @@
+//! Placeholder: CPU twin of `wgsl/topn.wgsl`.

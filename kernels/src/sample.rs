@@ -1,0 +1,1 @@
+//! Placeholder: launchers for `wgsl/sample.wgsl`.
