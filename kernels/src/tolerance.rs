@@ -109,3 +109,7 @@ pub const MODEL_LOGITS_F32: Tol = Tol { abs: 1e-3, rel: 0.0 };
 /// weights kiln dequantises exactly, so only summation order differs and the bound is
 /// the same as for f32 (activations stay f32 in both).
 pub const MODEL_LOGITS_HALF: Tol = Tol { abs: 1e-3, rel: 0.0 };
+
+/// Sampling's logits processing (penalties, bias, temperature) vs its twin: the same f32
+/// operations, so only a division's rounding may differ.
+pub const SAMPLE_PROCESS: Tol = Tol { abs: 1e-6, rel: 1e-6 };
