@@ -7,7 +7,7 @@
 //! - [`Tokenizer`]: `tokenizer.json` via the `tokenizers` crate, with streaming decode.
 //! - [`layout`]: the tensors (names, shapes) each family needs.
 //! - [`Model`] (`gpt2.rs`, `qwen2.rs` on the blocks of `nn.rs`): the forward passes over a
-//!   [`KvCache`]; [`generate`]: prefill then decode.
+//!   [`KvCache`]; [`generate`]: prompt checks (generation itself is in kiln-sampler).
 
 pub mod config;
 pub mod error;
@@ -20,7 +20,6 @@ pub mod layout;
 pub mod model;
 pub mod nn;
 pub mod qwen2;
-pub mod sample;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

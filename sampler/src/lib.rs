@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gpu;
 pub mod params;
 pub mod score;
+pub mod stop;
 
 pub use error::{Result, SamplerError};
 pub use params::SamplingParams;

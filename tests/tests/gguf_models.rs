@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{self, Tol};
-use kiln_model::generate::{generate, GenerateOptions, Sampling};
+use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_model::gguf::chat::{render_chat, ChatMessage};
 use kiln_model::gguf::GgufFile;
 use kiln_model::Model;
@@ -52,8 +52,8 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 fn greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, eos_ids: vec![], trace: false };
-    generate(dev, model, prompt, &opts, |_| Ok(())).unwrap().0
+    let opts = GenerateOptions::greedy(n, vec![]);
+    generate(dev, model, prompt, &opts, |_| Ok(Flow::Continue)).unwrap().0.iter().map(|t| t.id).collect()
 }
 
 /// Greedy decoding that also returns the prefill's last-position logits: one prefill

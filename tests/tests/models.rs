@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance;
-use kiln_model::generate::{generate, GenerateOptions, Sampling};
+use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_model::{Model, ModelDir};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
@@ -75,8 +75,9 @@ fn check_model(name: &str) {
 
         let greedy = &case["greedy"];
         let n = greedy["max_new_tokens"].as_u64().unwrap() as usize;
-        let opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, eos_ids: dir.eos_token_ids(), trace: false };
-        let (out, _) = generate(&dev, &model, &prompt, &opts, |_| Ok(())).unwrap();
+        let opts = GenerateOptions::greedy(n, dir.eos_token_ids());
+        let (out, _) = generate(&dev, &model, &prompt, &opts, |_| Ok(Flow::Continue)).unwrap();
+        let out: Vec<u32> = out.iter().map(|t| t.id).collect();
         assert_eq!(out, ids(&greedy["new_ids"]), "{case_name}: greedy ids with the KV cache");
         assert!(out.len() >= 8, "{case_name}: at least 8 greedy steps");
 
