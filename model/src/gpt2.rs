@@ -3,9 +3,10 @@
 //! token embedding. Mirrors transformers' `modeling_gpt2.py`. Hugging Face stores the
 //! Conv1D weights `[in, out]`; they are transposed once at load to `[out, in]`.
 
-use kiln_kernels::{attention, embedding, kv_cache};
+use kiln_kernels::embedding;
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
+use crate::batch::{attend, Caches};
 use crate::kv_cache::KvCache;
 use crate::nn::{self, Embedding, LayerNorm, LmHead, Linear};
 use crate::{ModelConfig, Result, WeightStore};
@@ -100,16 +101,23 @@ impl Gpt2 {
 
     /// See [`crate::qwen2::Qwen2::forward`].
     pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
+        self.run(rec, ids, &mut Caches::One(cache), all_logits)
+    }
+
+    /// See [`crate::qwen2::Qwen2::forward_batch`].
+    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        self.run(rec, ids, &mut Caches::Many(caches), true)
+    }
+
+    fn run(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut Caches, all_logits: bool) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
-        let pos = cache.len;
-        cache.check_room(seq)?;
+        caches.check(seq)?;
         let (nh, hd) = (c.n_heads, c.head_dim);
         let dev = ids.device();
 
         // h = wte[ids] + wpe[positions]
-        let positions: Vec<u32> = (pos as u32..(pos + seq) as u32).collect();
-        let positions = Tensor::from_slice(dev, &positions, &[seq])?;
+        let positions = Tensor::from_slice(dev, &caches.positions(seq), &[seq])?;
         let tok = self.wte.forward(rec, ids)?;
         let pe = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?;
         embedding::embedding(rec, &positions, &self.wpe, &pe)?;
@@ -120,14 +128,8 @@ impl Gpt2 {
             let q = b.q.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
             let k = b.k.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
             let v = b.v.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
-            kv_cache::kv_append(rec, &k, &cache.k[i], pos)?;
-            kv_cache::kv_append(rec, &v, &cache.v[i], pos)?;
-            let attn = Tensor::empty(dev, &[seq, nh, hd], DType::F32)?;
-            if seq == 1 {
-                attention::attention_decode(rec, &q, &cache.k[i], &cache.v[i], pos, &attn)?;
-            } else {
-                attention::attention(rec, &q, &cache.k[i], &cache.v[i], pos, &attn)?;
-            }
+            // Append K/V to the cache, causal attention: [seq, heads, head_dim]
+            let attn = attend(rec, &q, &k, &v, caches, i, None)?;
             let o = b.c_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?;
             h = nn::add(rec, &h, &o)?;
 
@@ -137,7 +139,7 @@ impl Gpt2 {
             let d = b.mlp_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
-        cache.len += seq;
+        caches.advance(seq);
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.ln_f.forward(rec, &h)?;
         self.lm_head.forward(rec, &x)

@@ -9,6 +9,7 @@
 //! - [`Model`] (`gpt2.rs`, `qwen2.rs` on the blocks of `nn.rs`): the forward passes over a
 //!   [`KvCache`]; [`generate`]: prompt checks (generation itself is in kiln-sampler).
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod fetch;

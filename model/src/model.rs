@@ -71,6 +71,15 @@ impl Model {
             Model::Qwen2(m) => m.forward(rec, ids, cache, all_logits),
         }
     }
+
+    /// One decode step for several sequences at once: `ids` `[B]` u32, id b at the next
+    /// position of `caches[b]`. Returns logits `[B, vocab]` (continuous batching).
+    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        match self {
+            Model::Gpt2(m) => m.forward_batch(rec, ids, caches),
+            Model::Qwen2(m) => m.forward_batch(rec, ids, caches),
+        }
+    }
 }
 
 /// Refuse config options the forward passes do not implement, rather than give

@@ -2,8 +2,10 @@
 //! rotary position embeddings, grouped-query attention over a KV cache and a SwiGLU
 //! MLP. Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py`.
 
-use kiln_kernels::{attention, kv_cache, rope};
-use kiln_tensor::{DType, Device, Recorder, Tensor};
+use kiln_kernels::rope;
+use kiln_tensor::{Device, Recorder, Tensor};
+
+use crate::batch::{attend, Caches};
 
 use crate::kv_cache::KvCache;
 use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
@@ -87,12 +89,20 @@ impl Qwen2 {
     /// the cache. Returns logits `[seq, vocab]`, or `[1, vocab]` for the last position
     /// only when `all_logits` is false.
     pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
+        self.run(rec, ids, &mut Caches::One(cache), all_logits)
+    }
+
+    /// One decode step for several sequences: `ids` `[B]`, id b at the next position of
+    /// `caches[b]`. Returns logits `[B, vocab]`.
+    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        self.run(rec, ids, &mut Caches::Many(caches), true)
+    }
+
+    fn run(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut Caches, all_logits: bool) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
-        let pos = cache.len;
-        cache.check_room(seq)?;
+        caches.check(seq)?;
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
-        let dev = ids.device();
 
         let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
         for (i, layer) in self.layers.iter().enumerate() {
@@ -101,18 +111,8 @@ impl Qwen2 {
             let q = layer.q_proj.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
             let k = layer.k_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
             let v = layer.v_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
-            let q_rot = Tensor::empty(dev, &[seq, nh, hd], DType::F32)?;
-            let k_rot = Tensor::empty(dev, &[seq, nkv, hd], DType::F32)?;
-            rope::rope(rec, &q, &self.rope, pos, rope::RopeMode::HalfSplit, &q_rot)?;
-            rope::rope(rec, &k, &self.rope, pos, rope::RopeMode::HalfSplit, &k_rot)?;
-            kv_cache::kv_append(rec, &k_rot, &cache.k[i], pos)?;
-            kv_cache::kv_append(rec, &v, &cache.v[i], pos)?;
-            let attn = Tensor::empty(dev, &[seq, nh, hd], DType::F32)?; // [seq, heads, head_dim]
-            if seq == 1 {
-                attention::attention_decode(rec, &q_rot, &cache.k[i], &cache.v[i], pos, &attn)?;
-            } else {
-                attention::attention(rec, &q_rot, &cache.k[i], &cache.v[i], pos, &attn)?;
-            }
+            // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
+            let attn = attend(rec, &q, &k, &v, caches, i, Some(&self.rope))?;
             let o = layer.o_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?; // [seq, hidden]
             h = nn::add(rec, &h, &o)?;
 
@@ -124,7 +124,7 @@ impl Qwen2 {
             let d = layer.down_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
-        cache.len += seq;
+        caches.advance(seq);
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.norm.forward(rec, &h)?;
         self.lm_head.forward(rec, &x) // [seq or 1, vocab]
