@@ -10,6 +10,7 @@
 //! - [`beam`]: beam search with a length penalty.
 
 pub mod beam;
+pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod gpu;

@@ -1,0 +1,197 @@
+//! The serving engine: continuous batching over a fixed set of slots.
+//!
+//! Each slot owns a KV cache allocated once. A request is admitted into a free slot: its
+//! prompt is prefilled alone and its first token sampled. Every [`Engine::step`] then runs
+//! ONE batched decode step for all active sequences (the model's `forward_batch`: each
+//! weight read once for all of them), samples each sequence's next token with its own
+//! [`Sampler`] (own seed, penalties, history) in the same submission, and reads back 4
+//! bytes per sequence. Tokens go out through each request's channel as they are made;
+//! a finished sequence (end of sequence, length) or one whose receiver is gone (the client
+//! disconnected) leaves its slot at once, and new requests join between steps.
+
+use std::sync::mpsc::Sender;
+
+use kiln_model::generate::check_prompt;
+use kiln_model::{KvCache, Model};
+use kiln_tensor::{DType, Device, Recorder, Tensor};
+
+use crate::error::{param_error, Result};
+use crate::gpu::{Sampler, TokenChoice};
+use crate::params::SamplingParams;
+
+/// Why a sequence ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence id was generated (OpenAI's "stop").
+    Stop,
+    /// `max_tokens` were generated (OpenAI's "length").
+    Length,
+}
+
+/// What a request's channel receives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Token(TokenChoice),
+    Done { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    Error(String),
+}
+
+pub struct Request {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+    pub eos_ids: Vec<u32>,
+    pub events: Sender<Event>,
+}
+
+/// A sequence in a slot.
+struct Active {
+    sampler: Sampler,
+    /// This sequence's logits row `[1, vocab]`, copied out of the batch's logits.
+    logits: Tensor,
+    events: Sender<Event>,
+    prompt_tokens: usize,
+    generated: usize,
+    max_tokens: usize,
+    eos_ids: Vec<u32>,
+}
+
+pub struct Engine<'m> {
+    dev: Device,
+    model: &'m Model,
+    caches: Vec<KvCache>,
+    active: Vec<Option<Active>>,
+    context: usize,
+}
+
+impl<'m> Engine<'m> {
+    /// `slots` sequences at once, each with room for `context` positions (prompt + output).
+    pub fn new(dev: &Device, model: &'m Model, slots: usize, context: usize) -> Result<Engine<'m>> {
+        if slots == 0 {
+            return Err(param_error("slots", "must be >= 1, got 0"));
+        }
+        let caches = (0..slots).map(|_| model.new_cache(dev, context)).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Engine { dev: dev.clone(), model, caches, active: (0..slots).map(|_| None).collect(), context })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.caches.len()
+    }
+
+    /// Positions each slot holds (prompt + generated tokens).
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.iter().filter(|a| a.is_some()).count()
+    }
+
+    pub fn has_free_slot(&self) -> bool {
+        self.active.iter().any(Option::is_none)
+    }
+
+    /// Check a request before it is queued: its parameters, its ids and its length.
+    pub fn validate(&self, prompt: &[u32], params: &SamplingParams, max_tokens: usize) -> Result<()> {
+        params.validate(self.model.config().vocab_size)?;
+        check_prompt(self.model, prompt, max_tokens)?;
+        if prompt.len() + max_tokens > self.context {
+            return Err(param_error(
+                "max_tokens",
+                format!(
+                    "the prompt has {} tokens and max_tokens is {max_tokens}: {} positions, but each slot holds {}",
+                    prompt.len(),
+                    prompt.len() + max_tokens,
+                    self.context
+                ),
+            ));
+        }
+        if max_tokens == 0 {
+            return Err(param_error("max_tokens", "must be >= 1"));
+        }
+        Ok(())
+    }
+
+    /// Take a request into a free slot: prefill its prompt and send its first token.
+    /// Errors (also sent to the request's channel) leave the engine as it was.
+    pub fn admit(&mut self, req: Request) -> Result<()> {
+        let slot = self.active.iter().position(Option::is_none).ok_or_else(|| param_error("slots", "no free slot"))?;
+        if let Err(e) = self.validate(&req.prompt, &req.params, req.max_tokens) {
+            let _ = req.events.send(Event::Error(e.to_string()));
+            return Err(e);
+        }
+        let vocab = self.model.config().vocab_size;
+        let sampler = Sampler::new(&self.dev, &req.params, vocab, &req.prompt)?;
+        let cache = &mut self.caches[slot];
+        cache.len = 0;
+        let ids = Tensor::from_slice(&self.dev, &req.prompt, &[req.prompt.len()])?;
+        let mut rec = Recorder::new(&self.dev);
+        let logits = self.model.forward(&mut rec, &ids, cache, false)?;
+        sampler.record(&mut rec, &logits)?;
+        rec.submit()?;
+        let active = Active {
+            sampler,
+            logits: Tensor::empty(&self.dev, &[1, vocab], DType::F32)?,
+            events: req.events,
+            prompt_tokens: req.prompt.len(),
+            generated: 0,
+            max_tokens: req.max_tokens,
+            eos_ids: req.eos_ids,
+        };
+        self.active[slot] = deliver(active)?;
+        Ok(())
+    }
+
+    /// One batched decode step for every active sequence. Returns how many ran.
+    pub fn step(&mut self) -> Result<usize> {
+        let slots: Vec<usize> = (0..self.active.len()).filter(|&i| self.active[i].is_some()).collect();
+        if slots.is_empty() {
+            return Ok(0);
+        }
+        let vocab = self.model.config().vocab_size;
+        let mut rec = Recorder::new(&self.dev);
+        // Each sequence's last token is still on the GPU in its sampler: gather them.
+        let ids = Tensor::empty(&self.dev, &[slots.len()], DType::U32)?;
+        for (b, &s) in slots.iter().enumerate() {
+            rec.copy_region(self.active[s].as_ref().unwrap().sampler.token(), 0, &ids, b, 1)?;
+        }
+        let mut caches: Vec<&mut KvCache> =
+            self.caches.iter_mut().enumerate().filter(|(i, _)| self.active[*i].is_some()).map(|(_, c)| c).collect();
+        let logits = self.model.forward_batch(&mut rec, &ids, &mut caches)?; // [B, vocab]
+        for (b, &s) in slots.iter().enumerate() {
+            let a = self.active[s].as_ref().unwrap();
+            rec.copy_region(&logits, b * vocab, &a.logits, 0, vocab)?;
+            a.sampler.record(&mut rec, &a.logits)?;
+        }
+        rec.submit()?;
+        for &s in &slots {
+            let a = self.active[s].take().unwrap();
+            self.active[s] = deliver(a)?;
+        }
+        Ok(slots.len())
+    }
+}
+
+/// Read a sequence's new token and send it; the sequence stays if it goes on.
+fn deliver(mut a: Active) -> Result<Option<Active>> {
+    let token = a.sampler.read()?;
+    let id = token.id;
+    a.generated += 1;
+    if a.events.send(Event::Token(token)).is_err() {
+        return Ok(None); // the receiver is gone: free the slot now
+    }
+    let reason = if a.eos_ids.contains(&id) {
+        Some(FinishReason::Stop)
+    } else if a.generated >= a.max_tokens {
+        Some(FinishReason::Length)
+    } else {
+        None
+    };
+    Ok(match reason {
+        Some(reason) => {
+            let _ = a.events.send(Event::Done { reason, prompt_tokens: a.prompt_tokens, completion_tokens: a.generated });
+            None
+        }
+        None => Some(a),
+    })
+}
