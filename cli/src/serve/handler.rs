@@ -1,0 +1,285 @@
+//! One HTTP connection: route it, turn an OpenAI request into an engine [`Request`], and
+//! write the answer — a JSON body, or server-sent events as tokens arrive.
+
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, TrySendError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kiln_model::gguf::chat::ChatMessage;
+use kiln_sampler::engine::{Event, FinishReason, Request};
+use kiln_sampler::gpu::TokenChoice;
+use kiln_sampler::stop::StopStrings;
+use serde_json::{json, Value};
+
+use super::http::{self, HttpRequest};
+use super::openai::{parse, ApiError, ChatRequest, CompletionRequest, Generation, Prompt};
+use super::Shared;
+
+pub fn handle(mut stream: TcpStream, shared: &Shared) {
+    let req = match http::read_request(&stream) {
+        Ok(r) => r,
+        Err((status, message)) => {
+            let _ = http::write_json(&mut stream, status, &ApiError { status, message, param: None }.body());
+            return;
+        }
+    };
+    if let Err(e) = route(&mut stream, shared, &req) {
+        let _ = http::write_json(&mut stream, e.status, &e.body());
+    }
+}
+
+fn route(stream: &mut TcpStream, shared: &Shared, req: &HttpRequest) -> Result<(), ApiError> {
+    let not_allowed = || ApiError { status: 405, message: format!("{} is not allowed on {}", req.method, req.path), param: None };
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/health") => reply(stream, json!({
+            "status": if shared.shutting_down.load(Ordering::SeqCst) { "shutting_down" } else { "ok" },
+            "slots": shared.slots,
+            "active": shared.active.load(Ordering::SeqCst),
+            "context_per_slot": shared.context,
+        })),
+        ("GET", "/v1/models") => reply(stream, json!({
+            "object": "list",
+            "data": [{"id": shared.model_id, "object": "model", "created": now(), "owned_by": "kiln"}],
+        })),
+        ("POST", "/v1/completions") => completions(stream, shared, &req.body),
+        ("POST", "/v1/chat/completions") => chat(stream, shared, &req.body),
+        (_, "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions") => Err(not_allowed()),
+        _ => Err(ApiError { status: 404, message: format!("no route {} {}", req.method, req.path), param: None }),
+    }
+}
+
+fn reply(stream: &mut TcpStream, body: Value) -> Result<(), ApiError> {
+    let _ = http::write_json(stream, 200, &body);
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn completions(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiError> {
+    let req: CompletionRequest = parse(body)?;
+    if req.echo {
+        return Err(ApiError::bad("echo is not supported", Some("echo")));
+    }
+    let ids = match req.prompt {
+        Prompt::Text(text) => shared.encode(&text)?,
+        Prompt::Texts(texts) if texts.len() == 1 => shared.encode(&texts[0])?,
+        Prompt::Texts(texts) => return Err(ApiError::bad(format!("{} prompts given: kiln takes one per request", texts.len()), Some("prompt"))),
+        Prompt::Ids(ids) => ids,
+    };
+    let gen = req.sampling.generation(req.logprobs, 16)?;
+    run(stream, shared, ids, gen, Endpoint::Completion)
+}
+
+fn chat(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiError> {
+    let req: ChatRequest = parse(body)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::bad("messages must not be empty", Some("messages")));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        let content = match &m.content {
+            Some(c) => c.text()?,
+            None => String::new(),
+        };
+        messages.push(ChatMessage::new(m.role.clone(), content));
+    }
+    let Some(template) = shared.template.as_deref() else {
+        return Err(ApiError::bad("this model has no chat template: use /v1/completions", Some("messages")));
+    };
+    let (ids, _) = crate::model_args::chat_ids(&shared.tokenizer, template, shared.bos, &shared.eos_ids, &messages)
+        .map_err(|e| ApiError::bad(format!("rendering the chat template: {e:#}"), Some("messages")))?;
+    let logprobs = match (req.logprobs, req.top_logprobs) {
+        (true, n) => Some(n.unwrap_or(0)),
+        (false, Some(_)) => return Err(ApiError::bad("top_logprobs needs logprobs: true", Some("top_logprobs"))),
+        (false, None) => None,
+    };
+    // OpenAI's chat default is "up to the context": here, what the slot has room for.
+    let default_max = shared.context.saturating_sub(ids.len()).max(1);
+    let gen = req.sampling.generation(logprobs, default_max)?;
+    run(stream, shared, ids, gen, Endpoint::Chat)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Endpoint {
+    Completion,
+    Chat,
+}
+
+/// Queue the request, then stream or collect its tokens.
+fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generation, endpoint: Endpoint) -> Result<(), ApiError> {
+    shared.validate(&prompt, &gen)?;
+    let mut stops = StopStrings::new(&gen.stop).map_err(|e| ApiError::bad(e.to_string(), Some("stop")))?;
+    let (tx, rx) = channel();
+    let prompt_tokens = prompt.len();
+    let request = Request { prompt, params: gen.params.clone(), max_tokens: gen.max_tokens, eos_ids: shared.eos_ids.clone(), events: tx };
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError { status: 503, message: "the server is shutting down".into(), param: None });
+    }
+    match shared.queue.try_send(request) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Err(ApiError {
+                status: 503,
+                message: format!("all {} slots are busy and the queue of {} is full: retry later", shared.slots, shared.queue_len),
+                param: None,
+            })
+        }
+        Err(TrySendError::Disconnected(_)) => return Err(ApiError { status: 503, message: "the engine has stopped".into(), param: None }),
+    }
+
+    let id = format!("{}-{}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, shared.next_id());
+    let created = now();
+    let mut out = Output { shared, endpoint, id, created, text: String::new(), logprobs: Vec::new() };
+    let mut decoder = shared.tokenizer.stream(true);
+    if gen.stream {
+        http::start_events(stream).map_err(|_| ApiError::bad("client gone", None))?;
+        if endpoint == Endpoint::Chat && out.event(stream, Some(""), None, None).is_err() {
+            return Ok(());
+        }
+    }
+    let mut completion_tokens = 0;
+    let mut finish = FinishReason::Length;
+    let mut stopped_by_string = false;
+    for event in rx.iter() {
+        match event {
+            Event::Token(t) => {
+                completion_tokens += 1;
+                let piece = decoder.push(t.id).map_err(|e| ApiError::bad(e.to_string(), None))?;
+                let (shown, stopped) = stops.push(&piece);
+                let lp = gen.params.logprobs.is_some().then(|| out.logprob_entry(&t));
+                if gen.stream {
+                    if (!shown.is_empty() || lp.is_some()) && out.event(stream, Some(&shown), lp.as_ref(), None).is_err() {
+                        return Ok(()); // the client left: dropping `rx` frees the slot
+                    }
+                } else {
+                    out.text.push_str(&shown);
+                    out.logprobs.extend(lp);
+                }
+                if stopped {
+                    stopped_by_string = true;
+                    break;
+                }
+            }
+            Event::Done { reason, .. } => {
+                finish = reason;
+                break;
+            }
+            Event::Error(message) => return Err(ApiError::bad(message, None)),
+        }
+    }
+    drop(rx);
+    if stopped_by_string {
+        finish = FinishReason::Stop;
+    } else {
+        let tail = decoder.finish().map_err(|e| ApiError::bad(e.to_string(), None))?;
+        let (shown, _) = stops.push(&tail);
+        let rest = shown + &stops.finish();
+        if gen.stream {
+            if !rest.is_empty() && out.event(stream, Some(&rest), None, None).is_err() {
+                return Ok(());
+            }
+        } else {
+            out.text.push_str(&rest);
+        }
+    }
+    let reason = match finish {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    };
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    if gen.stream {
+        let _ = out.event(stream, None, None, Some(reason));
+        if gen.include_usage {
+            let _ = http::write_event(stream, &json!({"id": out.id, "object": out.chunk_object(), "created": created, "model": shared.model_id, "choices": [], "usage": usage}).to_string());
+        }
+        let _ = http::write_event(stream, "[DONE]");
+        return Ok(());
+    }
+    let choice = match endpoint {
+        Endpoint::Completion => json!({"index": 0, "text": out.text, "logprobs": out.completion_logprobs(&gen), "finish_reason": reason}),
+        Endpoint::Chat => json!({
+            "index": 0,
+            "message": {"role": "assistant", "content": out.text},
+            "logprobs": gen.params.logprobs.map(|_| json!({"content": out.logprobs})),
+            "finish_reason": reason,
+        }),
+    };
+    let object = if endpoint == Endpoint::Chat { "chat.completion" } else { "text_completion" };
+    reply(stream, json!({"id": out.id, "object": object, "created": created, "model": shared.model_id, "choices": [choice], "usage": usage}))
+}
+
+/// The response being built.
+struct Output<'a> {
+    shared: &'a Shared,
+    endpoint: Endpoint,
+    id: String,
+    created: u64,
+    text: String,
+    /// Per token, chat-style `{token, logprob, bytes, top_logprobs}`.
+    logprobs: Vec<Value>,
+}
+
+impl Output<'_> {
+    fn chunk_object(&self) -> &'static str {
+        if self.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" }
+    }
+
+    fn logprob_entry(&self, t: &TokenChoice) -> Value {
+        let tok = &self.shared.tokenizer;
+        let entry = |id: u32, lp: f32| {
+            let bytes = tok.token_bytes(id).unwrap_or_default();
+            json!({"token": String::from_utf8_lossy(&bytes), "logprob": lp, "bytes": bytes})
+        };
+        let mut e = entry(t.id, t.logprob.unwrap_or(f32::NAN));
+        e["top_logprobs"] = t.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+        e
+    }
+
+    /// The completions API's logprobs object from the chat-style entries.
+    fn completion_logprobs(&self, gen: &Generation) -> Value {
+        if gen.params.logprobs.is_none() {
+            return Value::Null;
+        }
+        let mut offset = 0;
+        let mut text_offset = Vec::new();
+        for e in &self.logprobs {
+            text_offset.push(offset);
+            offset += e["token"].as_str().map_or(0, str::len);
+        }
+        json!({
+            "tokens": self.logprobs.iter().map(|e| e["token"].clone()).collect::<Vec<_>>(),
+            "token_logprobs": self.logprobs.iter().map(|e| e["logprob"].clone()).collect::<Vec<_>>(),
+            "top_logprobs": self.logprobs.iter().map(|e| {
+                e["top_logprobs"].as_array().unwrap().iter().map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect::<serde_json::Map<_, _>>()
+            }).collect::<Vec<_>>(),
+            "text_offset": text_offset,
+        })
+    }
+
+    /// One streamed chunk: a text delta, this token's log-probs, or the finish reason.
+    fn event(&self, stream: &mut TcpStream, text: Option<&str>, lp: Option<&Value>, finish: Option<&str>) -> std::io::Result<()> {
+        let choice = match self.endpoint {
+            Endpoint::Completion => json!({
+                "index": 0,
+                "text": text.unwrap_or(""),
+                "logprobs": lp.map(|e| json!({"tokens": [e["token"]], "token_logprobs": [e["logprob"]],
+                    "top_logprobs": [e["top_logprobs"].as_array().unwrap().iter().map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect::<serde_json::Map<_, _>>()]})),
+                "finish_reason": finish,
+            }),
+            Endpoint::Chat => {
+                // The first chunk carries the role; later ones the content delta.
+                let delta = match text {
+                    Some("") if lp.is_none() => json!({"role": "assistant", "content": ""}),
+                    Some(t) => json!({"content": t}),
+                    None => json!({}),
+                };
+                json!({"index": 0, "delta": delta, "logprobs": lp.map(|e| json!({"content": [e]})), "finish_reason": finish})
+            }
+        };
+        let chunk = json!({"id": self.id, "object": self.chunk_object(), "created": self.created, "model": self.shared.model_id, "choices": [choice]});
+        http::write_event(stream, &chunk.to_string())
+    }
+}

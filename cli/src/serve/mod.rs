@@ -1,0 +1,225 @@
+//! `kiln serve`: an OpenAI-compatible HTTP server over the continuous-batching engine.
+//!
+//! Threads: one accepts connections (a thread per connection parses the request, queues it
+//! and writes the answer); the main thread owns the GPU and runs the engine — admitting
+//! queued requests into free slots between batched decode steps. The queue between them
+//! is bounded: when it is full a request gets a 503 at once. Ctrl-C stops accepting,
+//! finishes what was accepted, and exits (a second Ctrl-C exits at once).
+
+mod handler;
+mod http;
+mod openai;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kiln_model::Tokenizer;
+use kiln_sampler::engine::{Engine, Request};
+
+use crate::model_args::{load_parts, GgufTokenizer};
+use crate::DeviceArgs;
+use openai::{ApiError, Generation};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A Hugging Face model directory or a GGUF file.
+    #[arg(short = 'm', long = "model")]
+    model: PathBuf,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded together (each has its own KV cache).
+    #[arg(long, default_value_t = 4)]
+    slots: usize,
+    /// Positions per slot (prompt + completion); at most the model's context.
+    #[arg(long, default_value_t = 2048)]
+    context: usize,
+    /// Requests that may wait for a slot; beyond that, 503.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// The model id reported by /v1/models (default: the file or directory name).
+    #[arg(long)]
+    name: Option<String>,
+    /// How to read a GGUF file's tokenizer (see `kiln generate --help`).
+    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
+    gguf_tokenizer: GgufTokenizer,
+}
+
+/// What every connection thread reads.
+pub struct Shared {
+    tokenizer: Tokenizer,
+    template: Option<String>,
+    bos: Option<u32>,
+    eos_ids: Vec<u32>,
+    model_id: String,
+    vocab: usize,
+    context: usize,
+    slots: usize,
+    queue_len: usize,
+    queue: SyncSender<Request>,
+    shutting_down: AtomicBool,
+    ids: AtomicU64,
+    /// Sequences in slots now (for /health).
+    active: AtomicUsize,
+}
+
+impl Shared {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError> {
+        self.tokenizer.encode_with_special(text, true).map_err(|e| ApiError::bad(e.to_string(), Some("prompt")))
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Everything that would make the engine refuse the request, as a 400 naming the field.
+    fn validate(&self, prompt: &[u32], gen: &Generation) -> Result<(), ApiError> {
+        if prompt.is_empty() {
+            return Err(ApiError::bad("the prompt is empty", Some("prompt")));
+        }
+        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(ApiError::bad(format!("token id {id} is outside the vocabulary of {}", self.vocab), Some("prompt")));
+        }
+        if gen.max_tokens == 0 {
+            return Err(ApiError::bad("max_tokens must be >= 1", Some("max_tokens")));
+        }
+        if prompt.len() + gen.max_tokens > self.context {
+            return Err(ApiError::bad(
+                format!(
+                    "the prompt has {} tokens and max_tokens is {}: {} positions, over the {} each slot holds",
+                    prompt.len(),
+                    gen.max_tokens,
+                    prompt.len() + gen.max_tokens,
+                    self.context
+                ),
+                Some("max_tokens"),
+            ));
+        }
+        gen.params.validate(self.vocab).map_err(|e| {
+            let param = match &e {
+                kiln_sampler::SamplerError::Param { name, .. } => Some(name.clone()),
+                _ => None,
+            };
+            ApiError { status: 400, message: e.to_string(), param }
+        })
+    }
+}
+
+pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
+    if args.slots == 0 {
+        bail!("--slots must be >= 1");
+    }
+    let dev = dev_args.open()?;
+    let parts = load_parts(&dev, &args.model, args.gguf_tokenizer)?;
+    let Some(tokenizer) = parts.tokenizer else { bail!("{} has no tokenizer: kiln serve needs one", args.model.display()) };
+    let config = parts.model.config();
+    let context = args.context.min(config.max_position_embeddings);
+    let engine = Engine::new(&dev, &parts.model, args.slots, context)?;
+    let listener = TcpListener::bind((args.host.as_str(), args.port)).with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let model_id = args.name.clone().unwrap_or_else(|| {
+        args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln".into())
+    });
+    let (queue, requests) = sync_channel(args.queue);
+    let shared = Arc::new(Shared {
+        tokenizer,
+        template: parts.template,
+        bos: parts.bos,
+        eos_ids: parts.eos_ids,
+        model_id,
+        vocab: config.vocab_size,
+        context,
+        slots: args.slots,
+        queue_len: args.queue,
+        queue,
+        shutting_down: AtomicBool::new(false),
+        ids: AtomicU64::new(0),
+        active: AtomicUsize::new(0),
+    });
+    {
+        let shared = shared.clone();
+        ctrlc::set_handler(move || {
+            if shared.shutting_down.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("kiln serve: stopping — finishing the requests in flight (Ctrl-C again to quit now)");
+        })?;
+    }
+    eprintln!(
+        "kiln serve: {} on http://{}/v1 — {} slots × {} positions, queue {}, on {}",
+        shared.model_id,
+        listener.local_addr()?,
+        args.slots,
+        context,
+        args.queue,
+        dev.info().name
+    );
+    let acceptor = {
+        let shared = shared.clone();
+        std::thread::spawn(move || accept(listener, shared))
+    };
+    serve_engine(engine, requests, &shared)?;
+    let _ = acceptor.join();
+    eprintln!("kiln serve: stopped");
+    Ok(())
+}
+
+/// Accept connections until shutdown; each gets a thread.
+fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    listener.set_nonblocking(true).ok();
+    while !shared.shutting_down.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).ok();
+                let shared = shared.clone();
+                std::thread::spawn(move || handler::handle(stream, &shared));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => eprintln!("kiln serve: accept failed: {e}"),
+        }
+    }
+}
+
+/// The engine loop: admit queued requests into free slots, run a batched step, repeat.
+fn serve_engine(mut engine: Engine, requests: Receiver<Request>, shared: &Shared) -> Result<()> {
+    loop {
+        while engine.has_free_slot() {
+            let next = if engine.active() == 0 {
+                match requests.recv_timeout(Duration::from_millis(50)) {
+                    Ok(r) => Some(r),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            } else {
+                match requests.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            };
+            let Some(request) = next else { break };
+            // A refused request has already been told why through its channel.
+            if let Err(e) = engine.admit(request) {
+                eprintln!("kiln serve: request refused: {e}");
+            }
+        }
+        shared.active.store(engine.active(), Ordering::SeqCst);
+        let ran = engine.step()?;
+        shared.active.store(engine.active(), Ordering::SeqCst);
+        if ran == 0 && shared.shutting_down.load(Ordering::SeqCst) {
+            // Nothing running: finish what is still queued, then stop.
+            match requests.try_recv() {
+                Ok(request) => {
+                    let _ = engine.admit(request);
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+}
