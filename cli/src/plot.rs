@@ -1,1 +1,0 @@
-//! Placeholder: logits plots for `kiln next --plot`.
