@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use kiln_tensor::{BackendChoice, Device, DeviceOptions};
 
 mod bench;
+mod chat;
 mod devices;
 mod fetch;
 mod generate;
@@ -49,6 +50,8 @@ enum Command {
     Devices,
     /// Generate text from a prompt, streaming it to stdout.
     Generate(generate::GenerateArgs),
+    /// Chat with the model in the terminal (its own chat template, streamed answers).
+    Chat(chat::ChatArgs),
     /// Show the most likely next tokens after a prompt.
     Next(next::NextArgs),
     /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
@@ -71,6 +74,7 @@ fn main() {
         Command::Devices => devices::run(&cli.device),
         Command::Generate(args) => generate::run(&cli.device, args),
         Command::Next(args) => next::run(&cli.device, args),
+        Command::Chat(args) => chat::run(&cli.device, args),
         Command::Score(args) => score::run(&cli.device, args),
         Command::Serve(args) => serve::run(&cli.device, args),
         Command::Fetch(args) => fetch::run(args),
