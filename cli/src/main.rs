@@ -11,6 +11,7 @@ mod fetch;
 mod generate;
 mod model_args;
 mod next;
+mod progress;
 mod plot;
 mod score;
 mod serve;
@@ -21,6 +22,9 @@ mod trace;
 struct Cli {
     #[command(flatten)]
     device: DeviceArgs,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    progress::set_quiet(cli.quiet);
     let result = match cli.command {
         Command::Devices => devices::run(&cli.device),
         Command::Generate(args) => generate::run(&cli.device, args),

@@ -126,6 +126,13 @@ pub fn chat_ids(tok: &Tokenizer, template: &str, bos: Option<u32>, eos_ids: &[u3
 
 /// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
 pub fn load_parts(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) -> Result<ModelParts> {
+    let bar = crate::progress::spinner(format!("loading {} onto {}", path.display(), dev.info().name));
+    let parts = load_parts_quietly(dev, path, gguf_tokenizer);
+    bar.finish_and_clear();
+    parts
+}
+
+fn load_parts_quietly(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) -> Result<ModelParts> {
     if kiln_model::gguf::model::is_gguf(path) {
         let file = GgufFile::open(path)?;
         let spec = GgufTokenizerSpec::from_gguf(&file)?;
