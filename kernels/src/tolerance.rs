@@ -113,3 +113,9 @@ pub const MODEL_LOGITS_HALF: Tol = Tol { abs: 1e-3, rel: 0.0 };
 /// Sampling's logits processing (penalties, bias, temperature) vs its twin: the same f32
 /// operations, so only a division's rounding may differ.
 pub const SAMPLE_PROCESS: Tol = Tol { abs: 1e-6, rel: 1e-6 };
+
+/// Scoring (logprobs.wgsl) vs its f64 twin: log-prob and entropy from one online
+/// log-sum-exp over the row in f32. ln S carries about ulp(ln S) plus the relative
+/// error of the sum (≤ 1e-6 for 151,936 entries); `x_t - max` is rounded to f32 (its
+/// ulp is 1e-3 at ±1e4, hence the relative part). Rank and argmax must be exact.
+pub const LOGPROBS: Tol = Tol { abs: 2e-5, rel: 2e-6 };

@@ -1,0 +1,309 @@
+//! `kiln_sampler::score` end to end:
+//! - a text's per-token log-probs equal log_softmax of ONE full forward pass's logits
+//!   (read back, computed on the CPU), and chunked forwards change nothing;
+//! - the tiny checkpoints vs transformers (goldens from tests/fixtures/make_score_goldens.py):
+//!   per-token log-probs and entropies within `TINY_TOKEN` nats, totals consistent;
+//! - Qwen2.5-Coder-0.5B GGUF: "The capital of France is" + " Paris." within `QWEN_ANSWER`
+//!   nats of transformers (skipped without the model unless KILN_REQUIRE_MODELS=1);
+//! - bad parameters are clear errors naming the parameter.
+
+use std::path::PathBuf;
+
+use kiln_kernels::reference;
+use kiln_kernels::testing::test_device;
+use kiln_kernels::tolerance::{self, Tol};
+use kiln_model::gguf::GgufFile;
+use kiln_model::{Model, ModelDir};
+use kiln_sampler::score::{score_answer, score_ids, score_ids_in_chunks, score_text, TokenScore, Totals};
+use kiln_tensor::{Device, Recorder, Tensor};
+use serde_json::Value;
+
+/// Same logits, log-softmax on the GPU (f32, online) vs the CPU (f64): the kernel tolerance.
+const SAME_LOGITS: Tol = tolerance::LOGPROBS;
+/// Chunked forward passes vs one pass: the logits come from different kernels (matvec for
+/// one row, matmul for many), which differ by summation order (~1e-6 on these models).
+const CHUNKED: Tol = Tol { abs: 1e-4, rel: 0.0 };
+/// Tiny f32 checkpoints vs transformers' float32 log-probs, per token, in nats: the logits
+/// agree within `tolerance::MODEL_LOGITS_F32` (1e-3), and a log-prob moves by at most the
+/// largest logit difference.
+const TINY_TOKEN: Tol = Tol { abs: 1e-3, rel: 0.0 };
+/// Qwen2.5 Q4_K_M vs transformers (same dequantized weights, f32 math), per token, in nats
+/// (top logits agree within 1e-3 in gguf_models.rs).
+const QWEN_TOKEN: Tol = Tol { abs: 2e-3, rel: 0.0 };
+/// The acceptance bound for the answer's total log-prob, in nats.
+const QWEN_ANSWER: f64 = 0.05;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn golden(name: &str) -> Value {
+    let path = fixtures().join("goldens").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn load(name: &str) -> (Device, Model, ModelDir) {
+    let dev = test_device();
+    let dir = ModelDir::open(fixtures().join("models").join(name)).unwrap();
+    let model = Model::load(&dev, &dir).unwrap();
+    (dev, model, dir)
+}
+
+fn column(scores: &[TokenScore], f: impl Fn(&TokenScore) -> f32) -> Vec<f32> {
+    scores.iter().map(f).collect()
+}
+
+fn check(what: &str, got: &[f32], want: &[f32], tol: Tol) -> f32 {
+    match tolerance::compare(what, got, want, tol) {
+        Ok(r) => {
+            eprintln!("{what}: {r}");
+            r.max_abs
+        }
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// Logits `[n, vocab]` of every position, one forward pass.
+fn full_logits(dev: &Device, model: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache(dev, ids.len()).unwrap();
+    let input = Tensor::from_slice(dev, ids, &[ids.len()]).unwrap();
+    let mut rec = Recorder::new(dev);
+    let logits = model.forward(&mut rec, &input, &mut cache, true).unwrap();
+    rec.submit().unwrap();
+    logits.to_vec_f32().unwrap()
+}
+
+#[test]
+fn text_score_is_the_sum_of_one_full_pass_log_softmax() {
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32"] {
+        let (dev, model, dir) = load(name);
+        let tok = dir.tokenizer().unwrap();
+        let text = "The quick brown fox jumps over the lazy dog. It was a sunny day in the park.";
+        let s = score_text(&dev, &model, tok, text).unwrap();
+        assert_eq!(s.ids, tok.encode(text).unwrap(), "{name}: no BOS, the text's own ids");
+        assert_eq!(s.first_scored, 1);
+        assert_eq!(s.tokens.len(), s.ids.len() - 1);
+
+        let vocab = model.config().vocab_size;
+        let logits = full_logits(&dev, &model, &s.ids);
+        let logp = reference::softmax::log_softmax(&logits, vocab);
+        let want: Vec<f32> = (1..s.ids.len()).map(|p| logp[(p - 1) * vocab + s.ids[p] as usize]).collect();
+        check(&format!("{name}: logprob vs full pass"), &column(&s.tokens, |t| t.logprob), &want, SAME_LOGITS);
+        let twin: Vec<_> = (1..s.ids.len())
+            .map(|p| reference::logprobs::row_score(&logits[(p - 1) * vocab..p * vocab], s.ids[p]))
+            .collect();
+        let want_h: Vec<f32> = twin.iter().map(|r| r.entropy as f32).collect();
+        check(&format!("{name}: entropy vs full pass"), &column(&s.tokens, |t| t.entropy), &want_h, SAME_LOGITS);
+        for (t, r) in s.tokens.iter().zip(&twin) {
+            assert_eq!((t.rank as f64, t.argmax), (r.rank, r.argmax), "{name}: position {}", t.position);
+        }
+        let sum: f64 = want.iter().map(|&v| f64::from(v)).sum();
+        assert!((s.totals.sum_logprob - sum).abs() < 1e-3, "{name}: sum {} vs {sum}", s.totals.sum_logprob);
+        assert!((s.totals.perplexity - (-sum / want.len() as f64).exp()).abs() < 1e-3 * s.totals.perplexity);
+
+        // Chunks of 1 (decode path), 4 and 7 positions continue the KV cache.
+        for chunk in [1, 4, 7] {
+            let c = score_ids_in_chunks(&dev, &model, &s.ids, 1, chunk).unwrap();
+            let got = column(&c, |t| t.logprob);
+            check(&format!("{name}: chunks of {chunk}"), &got, &column(&s.tokens, |t| t.logprob), CHUNKED);
+        }
+        // Scoring from a later position gives the tail of the same scores.
+        let tail = score_ids(&dev, &model, &s.ids, 5).unwrap();
+        assert_eq!(tail.first().map(|t| t.position), Some(5));
+        check(
+            &format!("{name}: from position 5"),
+            &column(&tail, |t| t.logprob),
+            &column(&s.tokens[4..], |t| t.logprob),
+            CHUNKED,
+        );
+    }
+}
+
+fn check_totals(what: &str, got: &Totals, want: &Value) {
+    assert_eq!(got.tokens, want["tokens"].as_u64().unwrap() as usize, "{what}: tokens");
+    assert_eq!(got.bytes, want["bytes"].as_u64().unwrap() as usize, "{what}: bytes");
+    let bound = TINY_TOKEN.abs as f64 * got.tokens as f64;
+    let d = (got.sum_logprob - want["sum_logprob"].as_f64().unwrap()).abs();
+    assert!(d <= bound, "{what}: sum_logprob {} vs {} (bound {bound})", got.sum_logprob, want["sum_logprob"]);
+    for key in ["mean_logprob", "perplexity", "bits_per_byte"] {
+        let g = match key {
+            "mean_logprob" => got.mean_logprob,
+            "perplexity" => got.perplexity,
+            _ => got.bits_per_byte,
+        };
+        let w = want[key].as_f64().unwrap();
+        assert!((g - w).abs() <= 1e-3 * w.abs().max(1.0), "{what}: {key} {g} vs {w}");
+    }
+}
+
+#[test]
+fn tiny_checkpoints_match_transformers() {
+    let mut worst = 0f32;
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32"] {
+        let (dev, model, dir) = load(name);
+        let tok = dir.tokenizer().unwrap();
+        let g = golden(&format!("score_{name}.json"));
+        for case in g["cases"].as_array().unwrap() {
+            let what = format!("{name}/{}", case["name"].as_str().unwrap());
+            let (text, answer) = match case.get("given") {
+                None => (score_text(&dev, &model, tok, case["text"].as_str().unwrap()).unwrap(), None),
+                Some(given) => {
+                    let a = score_answer(
+                        &dev,
+                        &model,
+                        tok,
+                        given["context"].as_str().unwrap(),
+                        given["answer"].as_str().unwrap(),
+                    )
+                    .unwrap();
+                    (a.text.clone(), Some(a))
+                }
+            };
+            assert_eq!(text.ids, ids(&case["ids"]), "{what}: ids");
+            assert_eq!(text.first_scored as u64, case["first_scored"].as_u64().unwrap(), "{what}: first_scored");
+            let lp = column(&text.tokens, |t| t.logprob);
+            worst = worst.max(check(&format!("{what}: logprobs"), &lp, &floats(&case["token_logprobs"]), TINY_TOKEN));
+            check(
+                &format!("{what}: entropies"),
+                &column(&text.tokens, |t| t.entropy),
+                &floats(&case["entropies"]),
+                TINY_TOKEN,
+            );
+            check_totals(&what, &text.totals, &case["totals"]);
+            if let Some(a) = answer {
+                assert_eq!(a.answer_start as u64, case["answer_start"].as_u64().unwrap(), "{what}: answer_start");
+                assert_eq!(a.context, case["context"].as_str().unwrap());
+                assert_eq!(a.answer, case["answer"].as_str().unwrap());
+                check_totals(&format!("{what} (answer)"), &a.answer_totals, &case["answer_totals"]);
+                let sum: f64 = a.answer_tokens().iter().map(|t| f64::from(t.logprob)).sum();
+                assert_eq!(sum, a.answer_totals.sum_logprob, "{what}: answer sum over answer tokens only");
+            }
+        }
+    }
+    eprintln!("tiny checkpoints: largest per-token log-prob difference {worst:.3e} nats (bound {:e})", TINY_TOKEN.abs);
+}
+
+fn model_path(file: &str) -> Option<PathBuf> {
+    let path = kiln_model::fetch::cache_dir().join("models").join(file);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("KILN_REQUIRE_MODELS").as_deref() == Ok("1") {
+        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2` first", path.display());
+    }
+    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2`)", path.display());
+    None
+}
+
+fn gguf_model(dev: &Device, path: &std::path::Path) -> (Model, kiln_model::Tokenizer) {
+    use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+    let file = GgufFile::open(path).unwrap();
+    let tok = build(&GgufTokenizerSpec::from_gguf(&file).unwrap().with_flavor(Flavor::Transformers)).unwrap();
+    (Model::load_gguf(dev, &file).unwrap(), tok)
+}
+
+#[test]
+fn qwen2_5_answer_matches_transformers() {
+    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let g = golden("score_qwen2.5-coder-0.5b-q4_k_m.json");
+    let dev = test_device();
+    let (model, tok) = gguf_model(&dev, &path);
+    for case in g["cases"].as_array().unwrap() {
+        let what = format!("qwen2.5/{}", case["name"].as_str().unwrap());
+        let text = match case.get("given") {
+            None => score_text(&dev, &model, &tok, case["text"].as_str().unwrap()).unwrap(),
+            Some(given) => {
+                let a = score_answer(
+                    &dev,
+                    &model,
+                    &tok,
+                    given["context"].as_str().unwrap(),
+                    given["answer"].as_str().unwrap(),
+                )
+                .unwrap();
+                let want = case["answer_logprob"].as_f64().unwrap();
+                let got = a.answer_totals.sum_logprob;
+                eprintln!(
+                    "{what}: answer_logprob kiln {got:.6} transformers {want:.6} (|diff| {:.2e})",
+                    (got - want).abs()
+                );
+                assert!((got - want).abs() <= QWEN_ANSWER, "{what}: answer_logprob {got} vs {want}");
+                assert_eq!(a.answer_start as u64, case["answer_start"].as_u64().unwrap());
+                assert!(a.answer_totals.greedy, "{what}: \" Paris.\" is the greedy answer");
+                a.text
+            }
+        };
+        assert_eq!(text.ids, ids(&case["ids"]), "{what}: ids");
+        check(
+            &format!("{what}: logprobs"),
+            &column(&text.tokens, |t| t.logprob),
+            &floats(&case["token_logprobs"]),
+            QWEN_TOKEN,
+        );
+        check(
+            &format!("{what}: entropies"),
+            &column(&text.tokens, |t| t.entropy),
+            &floats(&case["entropies"]),
+            QWEN_TOKEN,
+        );
+    }
+}
+
+#[test]
+fn with_a_bos_every_text_token_is_scored() {
+    // transformers' reading of SmolLM2's GGUF prepends the BOS <|im_start|>.
+    let Some(path) = model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
+    let dev = test_device();
+    let (model, tok) = gguf_model(&dev, &path);
+    let text = "Hello world";
+    let plain = tok.encode(text).unwrap();
+    let s = score_text(&dev, &model, &tok, text).unwrap();
+    assert_eq!(s.ids.len(), plain.len() + 1, "BOS then the text");
+    assert_eq!(&s.ids[1..], plain.as_slice());
+    assert_eq!(s.first_scored, 1);
+    assert_eq!(s.tokens.len(), plain.len(), "every text token scored");
+    assert_eq!(s.totals.bytes, text.len());
+}
+
+/// The message of an expected error.
+fn err<T>(r: Result<T, kiln_sampler::SamplerError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_parameters_are_clear_errors() {
+    let (dev, model, dir) = load("gpt2-tiny-f32");
+    let tok = dir.tokenizer().unwrap();
+    let e = err(score_text(&dev, &model, tok, ""));
+    assert!(e.contains("invalid text") && e.contains("empty"), "{e}");
+    let e = err(score_text(&dev, &model, tok, "a"));
+    assert!(e.contains("invalid text") && e.contains("single token"), "{e}");
+    let long = "word ".repeat(200); // > 128 positions (n_positions of gpt2-tiny)
+    let e = err(score_text(&dev, &model, tok, &long));
+    assert!(e.contains("invalid text") && e.contains("exceed the model's context of 128"), "{e}");
+    let e = err(score_answer(&dev, &model, tok, "The capital", ""));
+    assert!(e.contains("invalid answer") && e.contains("empty"), "{e}");
+    let e = err(score_answer(&dev, &model, tok, "", "Paris"));
+    assert!(e.contains("invalid context") && e.contains("no BOS"), "{e}");
+    let e = err(score_answer(&dev, &model, tok, "a", &long));
+    assert!(e.contains("invalid context + answer") && e.contains("exceed"), "{e}");
+    let e = err(score_ids(&dev, &model, &[1, 2, 3], 0));
+    assert!(e.contains("invalid first_scored"), "{e}");
+    let e = err(score_ids(&dev, &model, &[1, 2, 3], 3));
+    assert!(e.contains("invalid first_scored"), "{e}");
+    let e = err(score_ids(&dev, &model, &[1, 5000, 3], 1));
+    assert!(e.contains("token id 5000 at position 1 is out of range"), "{e}");
+    let e = err(score_ids_in_chunks(&dev, &model, &[1, 2, 3], 1, 0));
+    assert!(e.contains("invalid chunk_rows"), "{e}");
+}
