@@ -5,7 +5,7 @@
 
 use kiln_kernels::sample::{step, SampleBuffers, SampleRow, StepPlan, HISTORY_PROMPT_BIT};
 use kiln_kernels::topn::top_logprobs;
-use kiln_tensor::{DType, Device, Recorder, Tensor};
+use kiln_tensor::{DType, Device, Readback, Recorder, Tensor};
 
 use crate::params::SamplingParams;
 use crate::Result;
@@ -25,6 +25,8 @@ pub struct Sampler {
     plan: StepPlan,
     /// (ids `[1, N]`, logprobs `[1, N]`) when N alternatives were asked for.
     top: Option<(Tensor, Tensor)>,
+    /// Host-readable copy of the id (and log-probs), filled in the step's own submission.
+    readback: Readback,
 }
 
 impl Sampler {
@@ -41,14 +43,22 @@ impl Sampler {
             Some(n) if n > 0 => Some((Tensor::empty(dev, &[1, n], DType::U32)?, Tensor::empty(dev, &[1, n], DType::F32)?)),
             _ => None,
         };
-        Ok(Sampler { buffers, plan, top })
+        let n = params.logprobs.unwrap_or(0) as u64;
+        let readback = Readback::new(dev, 8 + 8 * n);
+        Ok(Sampler { buffers, plan, top, readback })
     }
 
     /// Record one step on `logits` f32 `[1, vocab]` (after the forward pass, same recorder).
     pub fn record(&self, rec: &mut Recorder, logits: &Tensor) -> Result<()> {
         step(rec, logits, &self.buffers, self.plan)?;
+        rec.copy_to_readback(&self.buffers.token, &self.readback, 0)?;
+        if self.plan.logprob {
+            rec.copy_to_readback(&self.buffers.logprob, &self.readback, 4)?;
+        }
         if let Some((ids, lps)) = &self.top {
             top_logprobs(rec, logits, ids, lps)?;
+            rec.copy_to_readback(ids, &self.readback, 8)?;
+            rec.copy_to_readback(lps, &self.readback, 8 + ids.byte_len())?;
         }
         Ok(())
     }
@@ -58,27 +68,25 @@ impl Sampler {
         &self.buffers.token
     }
 
-    /// Read the submitted step's choice back.
+    /// Read the submitted step's choice back: one mapping of [`Sampler::readback_bytes`].
     pub fn read(&self) -> Result<TokenChoice> {
-        let id = self.buffers.token.to_vec_u32()?[0];
-        let logprob = if self.plan.logprob { Some(self.buffers.logprob.to_vec_f32()?[0]) } else { None };
-        let top = match &self.top {
-            Some((ids, lps)) => ids.to_vec_u32()?.into_iter().zip(lps.to_vec_f32()?).collect(),
-            None => Vec::new(),
-        };
+        let bytes = self.readback.read(self.readback_bytes())?;
+        let word = |i: usize| [bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]];
+        let id = u32::from_le_bytes(word(0));
+        let logprob = self.plan.logprob.then(|| f32::from_le_bytes(word(1)));
+        let n = self.top.as_ref().map_or(0, |(ids, _)| ids.numel());
+        let top = (0..n).map(|j| (u32::from_le_bytes(word(2 + j)), f32::from_le_bytes(word(2 + n + j)))).collect();
         Ok(TokenChoice { id, logprob, top })
     }
 
-    /// Bytes [`Sampler::read`] copies from the GPU per step.
+    /// Bytes [`Sampler::read`] copies from the GPU per step: the id; with log-probs, its
+    /// log-prob and N (id, log-prob) pairs.
     pub fn readback_bytes(&self) -> u64 {
-        let mut bytes = self.buffers.token.byte_len();
-        if self.plan.logprob {
-            bytes += self.buffers.logprob.byte_len();
+        match (&self.top, self.plan.logprob) {
+            (Some((ids, lps)), _) => 8 + ids.byte_len() + lps.byte_len(),
+            (None, true) => 8,
+            (None, false) => 4,
         }
-        if let Some((ids, lps)) = &self.top {
-            bytes += ids.byte_len() + lps.byte_len();
-        }
-        bytes
     }
 }
 

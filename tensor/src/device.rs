@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Result, TensorError};
+use crate::counters::{CounterSnapshot, Counters};
 use crate::pool::BufferPool;
 
 /// Which graphics API wgpu should use.
@@ -139,6 +140,7 @@ struct DeviceInner {
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     params_arenas: Mutex<Vec<wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    counters: Counters,
 }
 
 impl fmt::Debug for Device {
@@ -208,6 +210,7 @@ impl Device {
                 pipelines: Mutex::new(HashMap::new()),
                 params_arenas: Mutex::new(Vec::new()),
                 uncaptured,
+                counters: Counters::default(),
             }),
         })
     }
@@ -338,6 +341,15 @@ impl Device {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+
+    /// What has crossed between CPU and GPU so far (see [`CounterSnapshot`]).
+    pub fn counters(&self) -> CounterSnapshot {
+        self.inner.counters.snapshot(self.inner.pool.stats().allocations)
+    }
+
+    pub(crate) fn count(&self) -> &Counters {
+        &self.inner.counters
     }
 
     pub(crate) fn return_params_arena(&self, b: wgpu::Buffer) {

@@ -7,6 +7,7 @@
 //!
 //! It knows nothing about models or about particular kernels.
 
+pub mod counters;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -14,10 +15,11 @@ pub mod pool;
 pub mod record;
 pub mod tensor;
 
+pub use counters::CounterSnapshot;
 pub use device::{describe_adapter, list_adapters, AdapterReport, BackendChoice, Device, DeviceOptions};
 pub use dtype::{DType, HostElem};
 pub use error::{Result, TensorError};
 pub use pool::{BufferPool, PoolStats};
-pub use record::{Dispatch, Recorder, Submitted, TraceEntry};
+pub use record::{Dispatch, Readback, Recorder, Submitted, TraceEntry};
 pub use tensor::{checked_numel, Tensor};
 pub use wgpu;

@@ -8,6 +8,7 @@
 //! Optionally the recorder keeps a trace (kernel, shapes, bytes, FLOPs) for
 //! `kiln generate --trace`, and GPU timestamps per dispatch for `kiln bench`.
 
+use crate::counters::Counters;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Result, TensorError};
@@ -153,6 +154,7 @@ impl Recorder {
             });
         }
         let layout = d.pipeline.get_bind_group_layout(0);
+        Counters::add(&self.device.count().bind_groups, 1);
         let bind_group = self.device.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(d.kernel),
             layout: &layout,
@@ -275,6 +277,7 @@ impl Recorder {
         if let Some(t) = &self.timing {
             if t.used > 0 {
                 let bytes = t.used as u64 * 2 * 8;
+                Counters::add(&self.device.count().unpooled_buffers, 2);
                 let resolved = self.device.wgpu().create_buffer(&wgpu::BufferDescriptor {
                     label: Some("kiln timestamps resolve"),
                     size: bytes,
@@ -293,6 +296,7 @@ impl Recorder {
             }
         }
         let Recorder { device, encoder, arenas, trace, .. } = self;
+        Counters::add(&device.count().submits, 1);
         device.queue().submit([encoder.finish()]);
         for (buffer, _) in arenas {
             device.return_params_arena(buffer);
@@ -316,5 +320,65 @@ impl Recorder {
             }
         };
         Ok(Submitted { trace: trace.unwrap_or_default(), gpu_ns })
+    }
+}
+
+/// A host-readable staging buffer kept across steps: [`Recorder::copy_to_readback`]
+/// records a copy of a small tensor into it in the same submission as the work that
+/// produced it, and [`Readback::read`] maps it after the submit — no new buffer and no
+/// extra submit per step.
+pub struct Readback {
+    device: Device,
+    buffer: wgpu::Buffer,
+    bytes: u64,
+}
+
+impl Readback {
+    /// Room for `bytes` bytes (rounded up to whole 4-byte words).
+    pub fn new(device: &Device, bytes: u64) -> Readback {
+        let bytes = bytes.max(4).div_ceil(4) * 4;
+        Counters::add(&device.count().unpooled_buffers, 1);
+        let buffer = device.wgpu().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln readback (persistent)"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Readback { device: device.clone(), buffer, bytes }
+    }
+
+    /// The first `len` bytes, after the submit that filled them.
+    pub fn read(&self, len: u64) -> Result<Vec<u8>> {
+        let len = len.min(self.bytes);
+        Counters::add(&self.device.count().readback_bytes, len);
+        let slice = self.buffer.slice(..len.div_ceil(4) * 4);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.sync()?;
+        let gpu_err = |e: String| TensorError::Gpu { context: "readback".into(), detail: e };
+        rx.recv().map_err(|e| gpu_err(e.to_string()))?.map_err(|e| gpu_err(e.to_string()))?;
+        let view = slice.get_mapped_range().map_err(|e| gpu_err(e.to_string()))?;
+        let out = view[..len as usize].to_vec();
+        drop(view);
+        self.buffer.unmap();
+        Ok(out)
+    }
+}
+
+impl Recorder {
+    /// Copy all of `src` (whole 4-byte words) to byte `offset` of `dst`, in stream order.
+    pub fn copy_to_readback(&mut self, src: &Tensor, dst: &Readback, offset: u64) -> Result<()> {
+        let bytes = src.byte_len();
+        if bytes % 4 != 0 || offset % 4 != 0 || offset + bytes > dst.bytes {
+            return Err(TensorError::shape(
+                "copy_to_readback",
+                format!("{bytes} bytes at offset {offset} do not fit the {}-byte readback buffer in whole words", dst.bytes),
+            ));
+        }
+        self.pass = None;
+        self.encoder.copy_buffer_to_buffer(src.buffer(), src.byte_offset(), &dst.buffer, offset, bytes);
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use crate::counters::Counters;
 use crate::device::Device;
 use crate::dtype::{DType, HostElem};
 use crate::error::{Result, TensorError};
@@ -75,6 +76,7 @@ impl Tensor {
         let t = Tensor::empty(device, shape, dtype)?;
         let mut enc = device.wgpu().create_command_encoder(&Default::default());
         enc.clear_buffer(t.buffer(), t.offset, Some(padded4(t.byte_len())));
+        Counters::add(&device.count().submits, 1);
         device.queue().submit([enc.finish()]);
         Ok(t)
     }
@@ -97,6 +99,8 @@ impl Tensor {
             });
         }
         device.check_binding_size(&format!("of shape {shape:?} ({dtype})"), expected)?;
+        Counters::add(&device.count().unpooled_buffers, 1);
+        Counters::add(&device.count().upload_bytes, expected);
         let buffer = if expected % 4 == 0 {
             device.wgpu().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("kiln upload"),
@@ -133,6 +137,7 @@ impl Tensor {
             ));
         }
         let bytes: &[u8] = bytemuck::cast_slice(data);
+        Counters::add(&self.device.count().upload_bytes, bytes.len() as u64);
         if bytes.len() % 4 == 0 {
             self.device.queue().write_buffer(self.buffer(), self.offset, bytes);
         } else {
@@ -230,6 +235,10 @@ impl Tensor {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let len = padded4(self.byte_len());
         let dev = &self.device;
+        let c = dev.count();
+        Counters::add(&c.submits, 1);
+        Counters::add(&c.unpooled_buffers, 1);
+        Counters::add(&c.readback_bytes, len);
         let staging = dev.wgpu().create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln readback"),
             size: len,

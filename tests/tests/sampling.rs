@@ -224,3 +224,27 @@ fn beam_search_matches_transformers() {
         }
     }
 }
+
+#[test]
+fn a_decode_step_is_one_submit_with_no_new_buffers_and_4_bytes_read_back() {
+    let dev = test_device();
+    let (model, dir) = load(&dev, "qwen2-tiny-tied-f32");
+    let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
+    for params in [SamplingParams::greedy(), SamplingParams { temperature: 0.8, top_k: Some(20), top_p: 0.9, seed: 3, ..Default::default() }] {
+        let opts = GenerateOptions { max_new_tokens: 8, sampling: params, eos_ids: vec![], trace: false };
+        let mut snapshots = Vec::new();
+        generate(&dev, &model, &prompt, &opts, |_| {
+            snapshots.push(dev.counters());
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+        // Between two tokens lies exactly one decode step; skip the first (pool warm-up).
+        for w in snapshots[2..].windows(2) {
+            let step = w[1] - w[0];
+            assert_eq!(step.submits, 1, "submits per token: {step:?}");
+            assert_eq!(step.buffers_created, 0, "buffers created per token: {step:?}");
+            assert_eq!(step.readback_bytes, 4, "bytes read back per token: {step:?}");
+            assert_eq!(step.upload_bytes, 0, "no upload per token (the id stays on the GPU): {step:?}");
+        }
+    }
+}
