@@ -87,6 +87,13 @@ impl Gpt2 {
         Ok(Gpt2 { config: c.clone(), wte, wpe, blocks, ln_f: ln("transformer.ln_f")?, lm_head })
     }
 
+    /// Weight bytes one decode step reads: every layer, the final norm and the whole LM
+    /// head; of the embedding table only one row (not counted).
+    pub fn decode_weight_bytes(&self) -> u64 {
+        // weight_bytes counts the embedding, and the head only when it is not tied.
+        self.weight_bytes() - self.wte.bytes() - self.lm_head.bytes_unless_shared(&self.wte) + self.lm_head.bytes()
+    }
+
     /// Bytes of weights resident on the GPU.
     pub fn weight_bytes(&self) -> u64 {
         let lin = |l: &Linear| l.weight.byte_len() + l.bias.as_ref().map_or(0, |b| b.byte_len());

@@ -22,6 +22,7 @@ pub mod model;
 pub mod nn;
 pub mod qwen2;
 pub mod source;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 

@@ -42,6 +42,14 @@ impl Model {
         }
     }
 
+    /// Weight bytes one decode step reads (layers, final norm, whole LM head).
+    pub fn decode_weight_bytes(&self) -> u64 {
+        match self {
+            Model::Gpt2(m) => m.decode_weight_bytes(),
+            Model::Qwen2(m) => m.decode_weight_bytes(),
+        }
+    }
+
     pub fn config(&self) -> &ModelConfig {
         match self {
             Model::Gpt2(m) => &m.config,

@@ -141,6 +141,11 @@ pub struct LmHead {
 }
 
 impl LmHead {
+    /// Bytes of the head's weights (all read by every decode step).
+    pub fn bytes(&self) -> u64 {
+        self.blocks.iter().map(|(_, l)| l.weight.byte_len()).sum()
+    }
+
     /// Bytes of the head's weights, 0 when they are `embedding`'s own tensors (tied).
     pub fn bytes_unless_shared(&self, embedding: &Embedding) -> u64 {
         self.blocks

@@ -67,6 +67,13 @@ impl Qwen2 {
         Ok(Qwen2 { config: c.clone(), embed_tokens, layers, norm: norm("model.norm.weight")?, lm_head, rope })
     }
 
+    /// Weight bytes one decode step reads: every layer, the final norm and the whole LM
+    /// head; of the embedding table only one row (not counted).
+    pub fn decode_weight_bytes(&self) -> u64 {
+        // weight_bytes counts the embedding, and the head only when it is not tied.
+        self.weight_bytes() - self.embed_tokens.bytes() - self.lm_head.bytes_unless_shared(&self.embed_tokens) + self.lm_head.bytes()
+    }
+
     /// Bytes of weights resident on the GPU.
     pub fn weight_bytes(&self) -> u64 {
         let lin = |l: &Linear| l.weight.byte_len() + l.bias.as_ref().map_or(0, |b| b.byte_len());

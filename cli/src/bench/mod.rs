@@ -8,6 +8,7 @@ use crate::DeviceArgs;
 mod cases;
 mod kernels;
 mod measure;
+mod model;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -24,10 +25,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         budget_ms: u64,
     },
+    /// A whole model: prefill and decode tok/s, weight bytes per decode token, achieved
+    /// GB/s against the copy bandwidth, submits/buffers/readback per token, `--profile`.
+    Model(model::ModelBenchArgs),
 }
 
 pub fn run(args: &DeviceArgs, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels { json, filter, budget_ms } => kernels::run(args, json, filter.as_deref(), budget_ms),
+        BenchCommand::Model(model_args) => model::run(args, model_args),
     }
 }
