@@ -1,10 +1,14 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
-//! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended. `ALL` lists them for the portability test
+//! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended; the
+//! ones that compare or rank logits get `order.wgsl` (order keys, sanitising). `ALL` lists them for the portability test
 //! (naga → MSL / HLSL / SPIR-V).
 
 macro_rules! wgsl {
     ($name:literal) => {
         include_str!(concat!("../wgsl/", $name, ".wgsl"))
+    };
+    (order + $name:literal) => {
+        concat!(include_str!("../wgsl/order.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
     };
     (weights + $name:literal) => {
         concat!(
@@ -25,13 +29,13 @@ pub const MATVEC: &str = wgsl!(weights + "matvec");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
-pub const ARGMAX: &str = wgsl!("argmax");
+pub const ARGMAX: &str = wgsl!(order + "argmax");
 pub const ROPE: &str = wgsl!("rope");
 pub const ATTENTION: &str = wgsl!("attention");
 pub const KV_CACHE: &str = wgsl!("kv_cache");
-pub const SAMPLE: &str = wgsl!("sample");
-pub const TOPN: &str = wgsl!("topn");
-pub const LOGPROBS: &str = wgsl!("logprobs");
+pub const SAMPLE: &str = wgsl!(order + "sample");
+pub const TOPN: &str = wgsl!(order + "topn");
+pub const LOGPROBS: &str = wgsl!(order + "logprobs");
 
 /// (module name, source) of every kernel module.
 pub const ALL: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@
 //   argmax  out[r] = smallest i with x[r, i] == max_j x[r, j]      torch: x.argmax(dim=-1)
 // Ties go to the smallest index (like torch). NaNs are ignored (torch would pick the
 // NaN); -0.0 ties with +0.0; a row of -inf gives 0, and a row with nothing but NaN
-// gives 0 too.
+// gives 0 too. order_key, is_nan, beats and NONE come from order.wgsl.
 //
 // Each invocation scans a strided slice of the row keeping its best (key, index), then a
 // workgroup tree reduction combines the pairs. Values are compared as order-preserving
@@ -20,8 +20,6 @@ struct Params {
 }
 
 const WG: u32 = 256u;
-// Index of "no candidate yet"; its key 0 is below every real value's key.
-const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
@@ -29,24 +27,6 @@ const NONE: u32 = 0xffffffffu;
 
 var<workgroup> red_key: array<u32, WG>;
 var<workgroup> red_idx: array<u32, WG>;
-
-// Map an f32 to a u32 whose unsigned order is the float order: flip all bits of
-// negatives, flip the sign bit of positives. -0.0 maps like +0.0. Keys of non-NaN
-// values are >= 0x007fffff (that of -inf), so key 0 never belongs to a real value.
-fn order_key(v: f32) -> u32 {
-    var bits = bitcast<u32>(v);
-    if (bits == 0x80000000u) { bits = 0u; }
-    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
-}
-
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
-// Whether candidate (ka, ia) beats (kb, ib): larger value, or equal value at a smaller index.
-fn beats(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
-    return ka > kb || (ka == kb && ia < ib);
-}
 
 @compute @workgroup_size(WG)
 fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {

@@ -31,11 +31,8 @@ struct Params {
 }
 
 const WG: u32 = 256u;
-// Start value of the running max: the most negative finite f32 (never -inf, so the
-// rescaling factors stay finite).
-const LOWEST: f32 = -3.40282347e38;
-// Index of "no candidate yet" for the argmax; its key 0 is below every real value's key.
-const NONE: u32 = 0xffffffffu;
+// The running max starts at LOWEST (order.wgsl), never -inf, so the rescaling factors
+// stay finite.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<u32>;
@@ -57,20 +54,9 @@ fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
 
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
 // -inf or NaN: no probability mass.
 fn is_masked(v: f32) -> bool {
-    return bitcast<u32>(v) == 0xff800000u || is_nan(v);
-}
-
-// Order-preserving u32 key of a non-NaN f32 (as in argmax.wgsl); -0.0 maps like +0.0.
-fn order_key(v: f32) -> u32 {
-    var bits = bitcast<u32>(v);
-    if (bits == 0x80000000u) { bits = 0u; }
-    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+    return bitcast<u32>(v) == NEG_INF_BITS || is_nan(v);
 }
 
 // Online log-sum-exp state: max m, s = Σ e^(x - m), u = Σ e^(x - m) (x - m).

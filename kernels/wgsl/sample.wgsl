@@ -24,7 +24,7 @@
 // g_i = −ln(−ln u_i) is distributed as softmax(x). u_i comes from a counter-based hash of
 // (seed, step, i), so a seed reproduces its tokens on every run and device.
 //
-// Values are compared as order-preserving u32 keys (as in argmax.wgsl); ties go to the
+// Values are compared as order-preserving u32 keys (order.wgsl); ties go to the
 // smallest id. Rows are the grid's y dimension; chunks its x dimension.
 
 struct Params {
@@ -70,44 +70,14 @@ const CHUNK: u32 = 1024u;
 const WG: u32 = 256u;
 const SEARCH_WG: u32 = 128u;
 const BINS: u32 = 16u;
-const NONE: u32 = 0xffffffffu;
 const HISTORY_PROMPT_BIT: u32 = 0x80000000u;
-// Infinities never enter arithmetic here (some drivers compile with fast math): −inf and
-// NaN logits become LOWEST, +inf becomes HIGHEST, and a banned id is LOWEST.
-const LOWEST: f32 = -3.40282347e38;
-const HIGHEST: f32 = 3.40282347e38;
-const NEG_INF_BITS: u32 = 0xff800000u;
 
 // ---- shared helpers -------------------------------------------------------------------
-
-// f32 → u32 whose unsigned order is the float order (-0.0 maps like +0.0).
-fn order_key(v: f32) -> u32 {
-    var bits = bitcast<u32>(v);
-    if (bits == 0x80000000u) { bits = 0u; }
-    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
-}
-
-fn is_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-}
-
-// A logit with NaN and ±inf replaced by finite stand-ins, judged by its bits.
-fn sanitize(v: f32) -> f32 {
-    let bits = bitcast<u32>(v);
-    if (is_nan(v) || bits == NEG_INF_BITS) { return LOWEST; }
-    if (bits == 0x7f800000u) { return HIGHEST; }
-    return v;
-}
 
 // exp(x − m) for x ≤ m: the unnormalised probability; 0 for a banned (LOWEST) id
 // unless everything is banned.
 fn weight(x: f32, m: f32) -> f32 {
     return exp(max(x - m, -200.0));
-}
-
-// Whether candidate (ka, ia) beats (kb, ib): larger key, or equal key at a smaller id.
-fn beats(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
-    return ka > kb || (ka == kb && ia < ib);
 }
 
 // A 32-bit integer hash with good avalanche (Wellons' lowbias32).

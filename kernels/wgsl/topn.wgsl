@@ -21,36 +21,10 @@ struct Params {
 const CHUNK: u32 = 1024u;
 const WG: u32 = 256u;
 const PER_THREAD: u32 = 4u; // CHUNK / WG
-const NONE: u32 = 0xffffffffu;
 // A "previous pick" before every candidate (no real key is 0xffffffff) and one after
 // every candidate (no real key is 0): rounds start at START and stop at END.
 const START: vec2<u32> = vec2<u32>(0xffffffffu, 0u);
 const END: vec2<u32> = vec2<u32>(0u, 0u);
-const LOWEST: f32 = -3.40282347e38;
-const HIGHEST: f32 = 3.40282347e38;
-
-fn sanitize(v: f32) -> f32 {
-    let bits = bitcast<u32>(v);
-    if ((bits & 0x7fffffffu) > 0x7f800000u || bits == 0xff800000u) { return LOWEST; }
-    if (bits == 0x7f800000u) { return HIGHEST; }
-    return v;
-}
-
-// f32 → u32 whose unsigned order is the float order (-0.0 maps like +0.0).
-fn order_key(v: f32) -> u32 {
-    var bits = bitcast<u32>(v);
-    if (bits == 0x80000000u) { bits = 0u; }
-    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
-}
-
-fn key_value(k: u32) -> f32 {
-    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
-}
-
-// Whether (ka, ia) comes before (kb, ib): larger key, or equal key at a smaller id.
-fn before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
-    return ka > kb || (ka == kb && ia < ib);
-}
 
 fn weight(x: f32, m: f32) -> f32 {
     return exp(max(x - m, -200.0));
@@ -68,7 +42,7 @@ fn reduce_best(lid: u32, key: u32, idx: u32) -> vec2<u32> {
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s && red_idx[lid + s] != NONE
-            && (red_idx[lid] == NONE || before(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid]))) {
+            && (red_idx[lid] == NONE || beats(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid]))) {
             red_key[lid] = red_key[lid + s];
             red_idx[lid] = red_idx[lid + s];
         }
@@ -83,6 +57,24 @@ fn reduce_best(lid: u32, key: u32, idx: u32) -> vec2<u32> {
 fn combine(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     let m = max(a.x, b.x);
     return vec2<f32>(m, a.y * weight(a.x, m) + b.y * weight(b.x, m));
+}
+
+// The workgroup's combined stats; every invocation gets them.
+fn reduce_stats(lid: u32, st: vec2<f32>) -> vec2<f32> {
+    red_m[lid] = st.x;
+    red_s[lid] = st.y;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let c = combine(vec2<f32>(red_m[lid], red_s[lid]), vec2<f32>(red_m[lid + s], red_s[lid + s]));
+            red_m[lid] = c.x;
+            red_s[lid] = c.y;
+        }
+        workgroupBarrier();
+    }
+    let total = vec2<f32>(red_m[0], red_s[0]);
+    workgroupBarrier();
+    return total;
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -108,22 +100,11 @@ fn topn_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             st = combine(st, vec2<f32>(v, 1.0));
         }
     }
-    // Chunk stats.
-    red_m[lid] = st.x;
-    red_s[lid] = st.y;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let c = combine(vec2<f32>(red_m[lid], red_s[lid]), vec2<f32>(red_m[lid + s], red_s[lid + s]));
-            red_m[lid] = c.x;
-            red_s[lid] = c.y;
-        }
-        workgroupBarrier();
-    }
+    let chunk_stats = reduce_stats(lid, st);
     let chunk = row * p.n_chunks + wg.x;
     if (lid == 0u) {
-        stats[chunk * 2u] = red_m[0];
-        stats[chunk * 2u + 1u] = red_s[0];
+        stats[chunk * 2u] = chunk_stats.x;
+        stats[chunk * 2u + 1u] = chunk_stats.y;
     }
     // N rounds: the next best strictly after the previous pick.
     var prev = START;
@@ -131,8 +112,8 @@ fn topn_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         var bk = 0u;
         var bi = NONE;
         for (var t = 0u; t < PER_THREAD; t++) {
-            let after = before(prev.x, prev.y, keys[t], ids[t]);
-            if (ids[t] != NONE && after && (bi == NONE || before(keys[t], ids[t], bk, bi))) {
+            let after = beats(prev.x, prev.y, keys[t], ids[t]);
+            if (ids[t] != NONE && after && (bi == NONE || beats(keys[t], ids[t], bk, bi))) {
                 bk = keys[t];
                 bi = ids[t];
             }
@@ -162,18 +143,8 @@ fn topn_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         let at = (row * f_p.n_chunks + c) * 2u;
         st = combine(st, vec2<f32>(f_stats[at], f_stats[at + 1u]));
     }
-    red_m[lid] = st.x;
-    red_s[lid] = st.y;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let c = combine(vec2<f32>(red_m[lid], red_s[lid]), vec2<f32>(red_m[lid + s], red_s[lid + s]));
-            red_m[lid] = c.x;
-            red_s[lid] = c.y;
-        }
-        workgroupBarrier();
-    }
-    let lse = red_m[0] + log(red_s[0]);
+    let row_stats = reduce_stats(lid, st);
+    let lse = row_stats.x + log(row_stats.y);
     let n_cand = f_p.n_chunks * f_p.top;
     var prev = START;
     for (var r = 0u; r < f_p.top; r++) {
@@ -183,8 +154,8 @@ fn topn_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             let at = (row * n_cand + c) * 2u;
             let k = f_cand[at];
             let i = f_cand[at + 1u];
-            let after = before(prev.x, prev.y, k, i);
-            if (i != NONE && after && (bi == NONE || before(k, i, bk, bi))) {
+            let after = beats(prev.x, prev.y, k, i);
+            if (i != NONE && after && (bi == NONE || beats(k, i, bk, bi))) {
                 bk = k;
                 bi = i;
             }

@@ -8,7 +8,8 @@ use crate::sample::{SampleRow, HISTORY_PROMPT_BIT};
 pub const LOWEST: f32 = f32::MIN;
 pub const HIGHEST: f32 = f32::MAX;
 
-fn sanitize(v: f32) -> f32 {
+/// NaN and −inf → LOWEST, +inf → HIGHEST (`sanitize` in order.wgsl).
+pub fn sanitize(v: f32) -> f32 {
     if v.is_nan() || v == f32::NEG_INFINITY {
         LOWEST
     } else if v == f32::INFINITY {

@@ -6,7 +6,7 @@
 pub fn top_logprobs(x: &[f32], n: usize, top: usize) -> Vec<Vec<(u32, f64)>> {
     x.chunks(n)
         .map(|row| {
-            let v: Vec<f32> = row.iter().map(|&a| if a.is_nan() || a == f32::NEG_INFINITY { f32::MIN } else { a.min(f32::MAX) }).collect();
+            let v: Vec<f32> = row.iter().map(|&a| super::sample::sanitize(a)).collect();
             let m = v.iter().cloned().fold(f32::MIN, f32::max) as f64;
             let lse = m + v.iter().map(|&a| (a as f64 - m).max(-200.0).exp()).sum::<f64>().ln();
             let mut order: Vec<usize> = (0..n).collect();
