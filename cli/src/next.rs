@@ -80,7 +80,7 @@ pub fn run(dev_args: &DeviceArgs, args: NextArgs) -> Result<()> {
     let loaded = args.model.load(&dev)?;
     let finds = resolve_finds(&args.find, loaded.tokenizer.as_ref(), &args.model.model)?;
     let ids = &loaded.prompt_ids;
-    kiln_model::generate::check_prompt(&loaded.model, ids, 0)?;
+    kiln_model::generate::check_prompt(loaded.model.config(), ids, 0)?;
     let mut cache = loaded.model.new_cache(&dev, ids.len())?;
     let input = Tensor::from_slice(&dev, ids, &[ids.len()])?;
     let mut rec = Recorder::new(&dev);

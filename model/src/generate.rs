@@ -1,12 +1,10 @@
 //! Checks shared by everything that runs a prompt through a model (generation lives in
 //! the `kiln-sampler` crate, which samples on the GPU).
 
-use crate::model::Model;
-use crate::{ModelError, Result};
+use crate::{ModelConfig, ModelError, Result};
 
-/// Check a prompt against the vocabulary and the context length before any GPU work.
-pub fn check_prompt(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<()> {
-    let c = model.config();
+/// Check a prompt against the model's vocabulary and context length before any GPU work.
+pub fn check_prompt(c: &ModelConfig, prompt: &[u32], max_new_tokens: usize) -> Result<()> {
     if prompt.is_empty() {
         return Err(ModelError::Param { name: "prompt".into(), detail: "the prompt has no tokens".into() });
     }

@@ -88,7 +88,7 @@ impl BeamOptions {
 pub fn beam_search(dev: &Device, model: &Model, prompt: &[u32], opts: &BeamOptions) -> Result<Vec<Hypothesis>> {
     let vocab = model.config().vocab_size;
     opts.validate(vocab)?;
-    check_prompt(model, prompt, opts.max_new_tokens)?;
+    check_prompt(model.config(), prompt, opts.max_new_tokens)?;
     if opts.max_new_tokens == 0 {
         return Ok(vec![Hypothesis { ids: vec![], sum_logprob: 0.0, score: 0.0 }]);
     }

@@ -12,7 +12,7 @@
 use std::sync::mpsc::Sender;
 
 use kiln_model::generate::check_prompt;
-use kiln_model::{KvCache, Model};
+use kiln_model::{KvCache, Model, ModelConfig};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::error::{param_error, Result};
@@ -56,6 +56,29 @@ struct Active {
     eos_ids: Vec<u32>,
 }
 
+/// Everything that would make a slot of `context` positions refuse a request: a
+/// `max_tokens` of 0, a prompt plus `max_tokens` over the slot, invalid sampling
+/// parameters, an empty prompt or ids outside the vocabulary. The server runs it on its
+/// connection threads, before queueing; the engine again on admission.
+pub fn check_request(config: &ModelConfig, context: usize, prompt: &[u32], params: &SamplingParams, max_tokens: usize) -> Result<()> {
+    if max_tokens == 0 {
+        return Err(param_error("max_tokens", "must be >= 1"));
+    }
+    if prompt.len() + max_tokens > context {
+        return Err(param_error(
+            "max_tokens",
+            format!(
+                "the prompt has {} tokens and max_tokens is {max_tokens}: {} positions, but each slot holds {context}",
+                prompt.len(),
+                prompt.len() + max_tokens,
+            ),
+        ));
+    }
+    params.validate(config.vocab_size)?;
+    check_prompt(config, prompt, max_tokens)?;
+    Ok(())
+}
+
 pub struct Engine<'m> {
     dev: Device,
     model: &'m Model,
@@ -91,25 +114,9 @@ impl<'m> Engine<'m> {
         self.active.iter().any(Option::is_none)
     }
 
-    /// Check a request before it is queued: its parameters, its ids and its length.
+    /// Check a request before it is queued: see [`check_request`].
     pub fn validate(&self, prompt: &[u32], params: &SamplingParams, max_tokens: usize) -> Result<()> {
-        params.validate(self.model.config().vocab_size)?;
-        check_prompt(self.model, prompt, max_tokens)?;
-        if prompt.len() + max_tokens > self.context {
-            return Err(param_error(
-                "max_tokens",
-                format!(
-                    "the prompt has {} tokens and max_tokens is {max_tokens}: {} positions, but each slot holds {}",
-                    prompt.len(),
-                    prompt.len() + max_tokens,
-                    self.context
-                ),
-            ));
-        }
-        if max_tokens == 0 {
-            return Err(param_error("max_tokens", "must be >= 1"));
-        }
-        Ok(())
+        check_request(self.model.config(), self.context, prompt, params, max_tokens)
     }
 
     /// Take a request into a free slot: prefill its prompt and send its first token.

@@ -68,7 +68,7 @@ pub fn generate(
     opts: &GenerateOptions,
     mut on_token: impl FnMut(&TokenChoice) -> Result<Flow>,
 ) -> Result<(Vec<TokenChoice>, GenerateStats)> {
-    check_prompt(model, prompt, opts.max_new_tokens)?;
+    check_prompt(model.config(), prompt, opts.max_new_tokens)?;
     let sampler = Sampler::new(dev, &opts.sampling, model.config().vocab_size, prompt)?;
     let mut cache = model.new_cache(dev, prompt.len() + opts.max_new_tokens)?;
     let mut stats = GenerateStats {

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kiln_model::Tokenizer;
-use kiln_sampler::engine::{Engine, Request};
+use kiln_model::{ModelConfig, ModelError, Tokenizer};
+use kiln_sampler::engine::{check_request, Engine, Request};
+use kiln_sampler::SamplerError;
 
 use crate::model_args::{load_parts, GgufTokenizer};
 use crate::DeviceArgs;
@@ -59,7 +60,7 @@ pub struct Shared {
     bos: Option<u32>,
     eos_ids: Vec<u32>,
     model_id: String,
-    vocab: usize,
+    config: ModelConfig,
     context: usize,
     slots: usize,
     queue_len: usize,
@@ -79,35 +80,15 @@ impl Shared {
         self.ids.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Everything that would make the engine refuse the request, as a 400 naming the field.
+    /// What the engine would refuse (see `check_request`), as a 400 naming the field.
     fn validate(&self, prompt: &[u32], gen: &Generation) -> Result<(), ApiError> {
-        if prompt.is_empty() {
-            return Err(ApiError::bad("the prompt is empty", Some("prompt")));
-        }
-        if let Some(&id) = prompt.iter().find(|&&id| id as usize >= self.vocab) {
-            return Err(ApiError::bad(format!("token id {id} is outside the vocabulary of {}", self.vocab), Some("prompt")));
-        }
-        if gen.max_tokens == 0 {
-            return Err(ApiError::bad("max_tokens must be >= 1", Some("max_tokens")));
-        }
-        if prompt.len() + gen.max_tokens > self.context {
-            return Err(ApiError::bad(
-                format!(
-                    "the prompt has {} tokens and max_tokens is {}: {} positions, over the {} each slot holds",
-                    prompt.len(),
-                    gen.max_tokens,
-                    prompt.len() + gen.max_tokens,
-                    self.context
-                ),
-                Some("max_tokens"),
-            ));
-        }
-        gen.params.validate(self.vocab).map_err(|e| {
+        check_request(&self.config, self.context, prompt, &gen.params, gen.max_tokens).map_err(|e| {
             let param = match &e {
-                kiln_sampler::SamplerError::Param { name, .. } => Some(name.clone()),
-                _ => None,
+                SamplerError::Param { name, .. } => name.clone(),
+                SamplerError::Model(ModelError::Param { name, .. }) => name.clone(),
+                _ => "prompt".into(),
             };
-            ApiError { status: 400, message: e.to_string(), param }
+            ApiError { status: 400, message: e.to_string(), param: Some(param) }
         })
     }
 }
@@ -133,7 +114,7 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         bos: parts.bos,
         eos_ids: parts.eos_ids,
         model_id,
-        vocab: config.vocab_size,
+        config: config.clone(),
         context,
         slots: args.slots,
         queue_len: args.queue,
