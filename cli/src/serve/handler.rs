@@ -211,6 +211,12 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
     reply(stream, json!({"id": out.id, "object": object, "created": created, "model": shared.model_id, "choices": [choice], "usage": usage}))
 }
 
+/// The completions API's `{token: logprob}` map of a chat-style entry's alternatives.
+fn completion_top(entry: &Value) -> Value {
+    let alternatives = entry["top_logprobs"].as_array().into_iter().flatten();
+    Value::Object(alternatives.map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect())
+}
+
 /// The response being built.
 struct Output<'a> {
     shared: &'a Shared,
@@ -252,9 +258,7 @@ impl Output<'_> {
         json!({
             "tokens": self.logprobs.iter().map(|e| e["token"].clone()).collect::<Vec<_>>(),
             "token_logprobs": self.logprobs.iter().map(|e| e["logprob"].clone()).collect::<Vec<_>>(),
-            "top_logprobs": self.logprobs.iter().map(|e| {
-                e["top_logprobs"].as_array().unwrap().iter().map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect::<serde_json::Map<_, _>>()
-            }).collect::<Vec<_>>(),
+            "top_logprobs": self.logprobs.iter().map(completion_top).collect::<Vec<_>>(),
             "text_offset": text_offset,
         })
     }
@@ -266,7 +270,7 @@ impl Output<'_> {
                 "index": 0,
                 "text": text.unwrap_or(""),
                 "logprobs": lp.map(|e| json!({"tokens": [e["token"]], "token_logprobs": [e["logprob"]],
-                    "top_logprobs": [e["top_logprobs"].as_array().unwrap().iter().map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect::<serde_json::Map<_, _>>()]})),
+                    "top_logprobs": [completion_top(e)]})),
                 "finish_reason": finish,
             }),
             Endpoint::Chat => {
