@@ -25,6 +25,8 @@ pub struct GenerateStats {
     pub readback_bytes_per_step: u64,
     /// Every dispatch of the first decode step, when a trace was asked for.
     pub trace: Option<Vec<TraceEntry>>,
+    /// GPU nanoseconds of each traced dispatch, where the adapter has timestamp queries.
+    pub trace_gpu_ns: Option<Vec<f64>>,
 }
 
 impl GenerateStats {
@@ -42,7 +44,7 @@ pub struct GenerateOptions {
     pub sampling: SamplingParams,
     /// Stop after emitting one of these ids.
     pub eos_ids: Vec<u32>,
-    /// Record a trace of the first decode step.
+    /// Record a trace (and GPU timestamps) of the first decode step.
     pub trace: bool,
 }
 
@@ -102,14 +104,16 @@ pub fn generate(
         let mut rec = Recorder::new(dev);
         let tracing = opts.trace && stats.trace.is_none();
         if tracing {
-            rec = rec.with_trace();
+            // One timestamp pair per dispatch (4096 queries at most).
+            rec = rec.with_trace().with_timing(2048);
         }
         // The sampler's token buffer is this step's input: no upload.
         let logits = model.forward(&mut rec, sampler.token(), &mut cache, false)?;
         sampler.record(&mut rec, &logits)?;
-        let trace = rec.submit()?.trace;
+        let done = rec.submit()?;
         if tracing {
-            stats.trace = Some(trace);
+            stats.trace = Some(done.trace);
+            stats.trace_gpu_ns = done.gpu_ns;
         }
         next = sampler.read()?;
     }

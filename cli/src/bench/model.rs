@@ -10,9 +10,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use kiln_model::synthetic::load_synthetic;
 use kiln_model::Model;
-use kiln_sampler::gpu::Sampler;
+use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_sampler::SamplingParams;
-use kiln_tensor::{CounterSnapshot, Device, Recorder, Tensor};
+use kiln_tensor::{CounterSnapshot, Device};
 use serde_json::json;
 
 use super::measure::copy_bandwidth;
@@ -143,51 +143,34 @@ struct RunResult {
     profile: BTreeMap<String, (usize, f64)>,
 }
 
-/// Prefill `prompt` random ids, then decode `decode` tokens greedily on the GPU.
+/// Prefill `prompt` random ids, then decode `decode` tokens greedily on the GPU (through
+/// `generate`); with `profile`, the first decode step is timed per kernel.
 fn run_once(dev: &Device, model: &Model, prompt: usize, decode: usize, profile: bool) -> Result<RunResult> {
     let vocab = model.config().vocab_size;
     let ids: Vec<u32> = (0..prompt).map(|i| ((i as u64 * 2_654_435_761) % vocab as u64) as u32).collect();
-    let sampler = Sampler::new(dev, &SamplingParams::greedy(), vocab, &ids)?;
-    let mut cache = model.new_cache(dev, prompt + decode + 1)?;
-    let t0 = Instant::now();
-    let input = Tensor::from_slice(dev, &ids, &[prompt])?;
-    let mut rec = Recorder::new(dev);
-    let logits = model.forward(&mut rec, &input, &mut cache, false)?;
-    sampler.record(&mut rec, &logits)?;
-    rec.submit()?;
-    sampler.read()?;
-    let prefill_tok_s = prompt as f64 / t0.elapsed().as_secs_f64();
-
-    let mut start = None;
-    let mut t1 = Instant::now();
-    for step in 0..decode {
-        if step == 1 {
-            // The first step may still fill the buffer pool: count from the second.
-            start = Some(dev.counters());
-            t1 = Instant::now();
-        }
-        let mut rec = Recorder::new(dev);
-        let logits = model.forward(&mut rec, sampler.token(), &mut cache, false)?;
-        sampler.record(&mut rec, &logits)?;
-        rec.submit()?;
-        sampler.read()?;
-    }
-    let decode_tok_s = (decode - 1) as f64 / t1.elapsed().as_secs_f64();
-    let counters = dev.counters() - start.unwrap_or_default();
-
+    let opts = GenerateOptions { max_new_tokens: decode + 1, sampling: SamplingParams::greedy(), eos_ids: vec![], trace: profile };
+    // After each token: when, and the counters. Token 0 comes from the prefill, token k
+    // from decode step k.
+    let mut marks = Vec::with_capacity(decode + 1);
+    let (_, stats) = generate(dev, model, &ids, &opts, |_| {
+        marks.push((Instant::now(), dev.counters()));
+        Ok(Flow::Continue)
+    })?;
+    // The first decode step may still fill the buffer pool (and is the profiled one):
+    // measure steps 2..=decode.
+    let ((t1, c1), (t2, c2)) = (marks[1], marks[decode]);
     let mut table = BTreeMap::new();
-    if profile && dev.has_timestamps() {
-        let mut rec = Recorder::new(dev).with_timing(2048).with_trace();
-        let logits = model.forward(&mut rec, sampler.token(), &mut cache, false)?;
-        sampler.record(&mut rec, &logits)?;
-        let done = rec.submit()?;
-        if let Some(ns) = done.gpu_ns {
-            for (entry, ns) in done.trace.iter().zip(ns) {
-                let e = table.entry(entry.kernel.to_string()).or_insert((0usize, 0.0f64));
-                e.0 += 1;
-                e.1 += ns / 1e3;
-            }
+    if let (Some(trace), Some(ns)) = (&stats.trace, &stats.trace_gpu_ns) {
+        for (entry, ns) in trace.iter().zip(ns) {
+            let e = table.entry(entry.kernel.to_string()).or_insert((0usize, 0.0f64));
+            e.0 += 1;
+            e.1 += ns / 1e3;
         }
     }
-    Ok(RunResult { prefill_tok_s, decode_tok_s, decode: counters, profile: table })
+    Ok(RunResult {
+        prefill_tok_s: stats.prefill_tok_s(),
+        decode_tok_s: (decode - 1) as f64 / (t2 - t1).as_secs_f64(),
+        decode: c2 - c1,
+        profile: table,
+    })
 }
