@@ -1,12 +1,15 @@
 //! Continuous batching's model step: a decode step over several sequences at once (each
 //! with its own KV cache and position) gives each sequence the logits it gets alone.
 
-use std::path::PathBuf;
+mod common;
+
 
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{compare, Tol};
-use kiln_model::{KvCache, Model, ModelDir};
+use kiln_model::{KvCache, Model};
 use kiln_tensor::{Device, Recorder, Tensor};
+
+use common::tiny_model;
 
 /// Batched and single-sequence decode run the same kernels on the same rows except the
 /// matvec, which reads several rows at once: f32 sums in a different order.
@@ -28,8 +31,7 @@ fn argmax(v: &[f32]) -> u32 {
 fn batched_decode_equals_each_sequence_alone() {
     let dev = test_device();
     for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32", "qwen2-tiny-untied-bf16"] {
-        let dir = ModelDir::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models").join(name)).unwrap();
-        let model = Model::load(&dev, &dir).unwrap();
+        let (model, _) = tiny_model(&dev, name);
         let vocab = model.config().vocab_size;
         let prompts: [&[u32]; 3] = [&[5, 6, 7], &[10, 11, 12, 13, 14, 15, 16], &[42]];
         let steps = 4;
@@ -74,8 +76,7 @@ fn batched_decode_equals_each_sequence_alone() {
 #[test]
 fn a_batch_needs_one_id_per_cache() {
     let dev = test_device();
-    let dir = ModelDir::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/qwen2-tiny-tied-f32")).unwrap();
-    let model = Model::load(&dev, &dir).unwrap();
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let mut a = model.new_cache(&dev, 4).unwrap();
     let mut b = model.new_cache(&dev, 4).unwrap();
     let ids = Tensor::from_slice(&dev, &[1u32, 2, 3], &[3]).unwrap();

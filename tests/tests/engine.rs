@@ -2,19 +2,16 @@
 //! parameters and seed, joining and leaving between steps, get exactly the tokens
 //! `generate` gives each alone; a dropped receiver frees its slot at once.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::mpsc::{channel, Receiver};
 
 use kiln_kernels::testing::test_device;
-use kiln_model::{Model, ModelDir};
 use kiln_sampler::engine::{Engine, Event, FinishReason, Request};
 use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_sampler::SamplingParams;
 
-fn model(dev: &kiln_tensor::Device, name: &str) -> Model {
-    let dir = ModelDir::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models").join(name)).unwrap();
-    Model::load(dev, &dir).unwrap()
-}
+use common::tiny_model;
 
 /// Tokens (ids) a receiver got, and how it finished.
 fn collect(rx: &Receiver<Event>) -> (Vec<u32>, Option<(FinishReason, usize, usize)>) {
@@ -34,7 +31,7 @@ fn collect(rx: &Receiver<Event>) -> (Vec<u32>, Option<(FinishReason, usize, usiz
 fn batched_requests_get_the_tokens_each_gets_alone() {
     let dev = test_device();
     for name in ["qwen2-tiny-tied-f32", "gpt2-tiny-f32"] {
-        let model = model(&dev, name);
+        let (model, _) = tiny_model(&dev, name);
         let requests: Vec<(Vec<u32>, SamplingParams, usize)> = (0..6u64)
             .map(|i| {
                 let prompt: Vec<u32> = (0..(2 + i as u32 * 3)).map(|t| 10 + t * 7 + i as u32).collect();
@@ -85,7 +82,7 @@ fn batched_requests_get_the_tokens_each_gets_alone() {
 #[test]
 fn a_dropped_receiver_frees_its_slot() {
     let dev = test_device();
-    let model = model(&dev, "qwen2-tiny-tied-f32");
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let mut engine = Engine::new(&dev, &model, 2, 32).unwrap();
     let (tx, rx) = channel();
     engine.admit(Request { prompt: vec![1, 2, 3], params: SamplingParams::greedy(), max_tokens: 10, eos_ids: vec![], events: tx }).unwrap();
@@ -101,7 +98,7 @@ fn a_dropped_receiver_frees_its_slot() {
 #[test]
 fn bad_requests_are_refused_before_they_take_a_slot() {
     let dev = test_device();
-    let model = model(&dev, "qwen2-tiny-tied-f32");
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let mut engine = Engine::new(&dev, &model, 1, 16).unwrap();
     let cases = [
         (vec![1u32; 10], SamplingParams::greedy(), 10, "max_tokens"),

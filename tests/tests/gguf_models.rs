@@ -8,7 +8,8 @@
 //! The models come from `kiln fetch` (cached outside the repo). Without them these tests
 //! print a note and pass, unless KILN_REQUIRE_MODELS=1 (CI), where they fail.
 
-use std::path::PathBuf;
+mod common;
+
 
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{self, Tol};
@@ -17,39 +18,13 @@ use kiln_model::gguf::chat::{render_chat, ChatMessage};
 use kiln_model::gguf::GgufFile;
 use kiln_model::Model;
 use kiln_tensor::{Recorder, Tensor};
-use serde_json::Value;
+
+use common::{golden, ids, real_model_path, transformers_tokenizer};
 
 /// Top-10 logits vs transformers. Both dequantize the same blocks to f32 and compute in
 /// f32; only summation order differs, through 24 layers (logits are ~10-20 in size;
 /// the largest difference seen is 3.4e-5).
 const TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let path = kiln_model::fetch::cache_dir().join("models").join(file);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("KILN_REQUIRE_MODELS").as_deref() == Ok("1") {
-        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2` first", path.display());
-    }
-    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2`)", path.display());
-    None
-}
-
-/// The tokenizer as kiln builds it by default: transformers' reading of the GGUF.
-fn transformers_tokenizer(file: &GgufFile) -> kiln_model::Tokenizer {
-    use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
-    build(&GgufTokenizerSpec::from_gguf(file).unwrap().with_flavor(Flavor::Transformers)).unwrap()
-}
-
-fn golden(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/goldens").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
     let opts = GenerateOptions::greedy(n, vec![]);
@@ -79,7 +54,7 @@ fn prefill_then_greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32],
 
 #[test]
 fn qwen2_5_coder_q4_k_m_matches_transformers() {
-    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let Some(path) = real_model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
     let g = golden("gguf_qwen2.5-coder-0.5b-q4_k_m.json");
     let dev = test_device();
     let file = GgufFile::open(&path).unwrap();
@@ -122,7 +97,7 @@ fn qwen2_5_coder_q4_k_m_matches_transformers() {
 
 #[test]
 fn qwen2_5_chat_template_gives_transformers_prompt_ids() {
-    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let Some(path) = real_model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
     let g = golden("gguf_tokenizer_qwen2.5.json");
     let file = GgufFile::open(&path).unwrap();
     let tokenizer = transformers_tokenizer(&file);
@@ -143,7 +118,7 @@ fn qwen2_5_chat_template_gives_transformers_prompt_ids() {
 
 #[test]
 fn smollm2_q4_1_first_greedy_ids_match_transformers() {
-    let Some(path) = model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
+    let Some(path) = real_model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
     let g = golden("gguf_smollm2-135m-q4_1.json");
     let dev = test_device();
     let file = GgufFile::open(&path).unwrap();

@@ -2,26 +2,18 @@
 //! proof, as a test), entropy against temperature, seeded reproducibility through
 //! `generate`, bans, bytes read back per step, and beam search against transformers.
 
-use std::path::PathBuf;
+mod common;
+
 
 use kiln_kernels::sample::{step, SampleBuffers, SampleRow, StepPlan};
 use kiln_kernels::softmax::log_softmax;
 use kiln_kernels::testing::{test_device, Rng};
-use kiln_model::{Model, ModelDir};
 use kiln_sampler::beam::{beam_search, BeamOptions};
 use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_sampler::SamplingParams;
 use kiln_tensor::{DType, Device, Recorder, Tensor};
-use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn load(dev: &Device, name: &str) -> (Model, ModelDir) {
-    let dir = ModelDir::open(fixtures().join("models").join(name)).unwrap();
-    (Model::load(dev, &dir).unwrap(), dir)
-}
+use common::{golden, tiny_model};
 
 /// One sampling step over `rows` copies of `x` `[n]`, row r at RNG step r; the tokens.
 fn draw_rows(dev: &Device, x: &Tensor, rows: &[SampleRow]) -> Vec<u32> {
@@ -114,7 +106,7 @@ fn ids_of(tokens: &[kiln_sampler::gpu::TokenChoice]) -> Vec<u32> {
 #[test]
 fn the_same_seed_generates_the_same_tokens() {
     let dev = test_device();
-    let (model, dir) = load(&dev, "qwen2-tiny-tied-f32");
+    let (model, dir) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
     let run = |params: SamplingParams| {
         let opts = GenerateOptions { max_new_tokens: 16, sampling: params, eos_ids: vec![], trace: false };
@@ -135,7 +127,7 @@ fn the_same_seed_generates_the_same_tokens() {
 #[test]
 fn logprobs_report_the_full_distribution() {
     let dev = test_device();
-    let (model, dir) = load(&dev, "gpt2-tiny-f32");
+    let (model, dir) = tiny_model(&dev, "gpt2-tiny-f32");
     let prompt = dir.tokenizer.as_ref().unwrap().encode("Hello there").unwrap();
     let opts = GenerateOptions {
         max_new_tokens: 6,
@@ -156,7 +148,7 @@ fn logprobs_report_the_full_distribution() {
 #[test]
 fn a_banned_token_is_never_generated() {
     let dev = test_device();
-    let (model, dir) = load(&dev, "qwen2-tiny-tied-f32");
+    let (model, dir) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
     let greedy = |bias: Vec<(u32, f32)>| {
         let sampling = SamplingParams { temperature: 0.0, logit_bias: bias, ..Default::default() };
@@ -173,7 +165,7 @@ fn a_banned_token_is_never_generated() {
 #[test]
 fn invalid_parameters_are_clear_errors() {
     let dev = test_device();
-    let (model, _) = load(&dev, "gpt2-tiny-f32");
+    let (model, _) = tiny_model(&dev, "gpt2-tiny-f32");
     let vocab = model.config().vocab_size as u32;
     let cases: Vec<(SamplingParams, &str)> = vec![
         (SamplingParams { temperature: -0.5, ..Default::default() }, "temperature"),
@@ -203,9 +195,8 @@ fn invalid_parameters_are_clear_errors() {
 fn beam_search_matches_transformers() {
     let dev = test_device();
     for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32"] {
-        let path = fixtures().join("goldens").join(format!("beam_{name}.json"));
-        let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let (model, _) = load(&dev, name);
+        let golden = golden(&format!("beam_{name}.json"));
+        let (model, _) = tiny_model(&dev, name);
         let eos: Vec<u32> = golden["eos_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let max_new_tokens = golden["max_new_tokens"].as_u64().unwrap() as usize;
         for case in golden["cases"].as_array().unwrap() {
@@ -228,7 +219,7 @@ fn beam_search_matches_transformers() {
 #[test]
 fn a_decode_step_is_one_submit_with_no_new_buffers_and_4_bytes_read_back() {
     let dev = test_device();
-    let (model, dir) = load(&dev, "qwen2-tiny-tied-f32");
+    let (model, dir) = tiny_model(&dev, "qwen2-tiny-tied-f32");
     let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
     for params in [SamplingParams::greedy(), SamplingParams { temperature: 0.8, top_k: Some(20), top_p: 0.9, seed: 3, ..Default::default() }] {
         let opts = GenerateOptions { max_new_tokens: 8, sampling: params, eos_ids: vec![], trace: false };

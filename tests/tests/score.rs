@@ -7,16 +7,18 @@
 //!   nats of transformers (skipped without the model unless KILN_REQUIRE_MODELS=1);
 //! - bad parameters are clear errors naming the parameter.
 
-use std::path::PathBuf;
+mod common;
+
 
 use kiln_kernels::reference;
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{self, Tol};
-use kiln_model::gguf::GgufFile;
 use kiln_model::{Model, ModelDir};
 use kiln_sampler::score::{score_answer, score_ids, score_ids_in_chunks, score_text, TokenScore, Totals};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
+
+use common::{fixtures, gguf_model, golden, ids, real_model_path};
 
 /// Same logits, log-softmax on the GPU (f32, online) vs the CPU (f64): the kernel tolerance.
 const SAME_LOGITS: Tol = tolerance::LOGPROBS;
@@ -32,19 +34,6 @@ const TINY_TOKEN: Tol = Tol { abs: 1e-3, rel: 0.0 };
 const QWEN_TOKEN: Tol = Tol { abs: 2e-3, rel: 0.0 };
 /// The acceptance bound for the answer's total log-prob, in nats.
 const QWEN_ANSWER: f64 = 0.05;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn golden(name: &str) -> Value {
-    let path = fixtures().join("goldens").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
@@ -191,28 +180,9 @@ fn tiny_checkpoints_match_transformers() {
     eprintln!("tiny checkpoints: largest per-token log-prob difference {worst:.3e} nats (bound {:e})", TINY_TOKEN.abs);
 }
 
-fn model_path(file: &str) -> Option<PathBuf> {
-    let path = kiln_model::fetch::cache_dir().join("models").join(file);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("KILN_REQUIRE_MODELS").as_deref() == Ok("1") {
-        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2` first", path.display());
-    }
-    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2`)", path.display());
-    None
-}
-
-fn gguf_model(dev: &Device, path: &std::path::Path) -> (Model, kiln_model::Tokenizer) {
-    use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
-    let file = GgufFile::open(path).unwrap();
-    let tok = build(&GgufTokenizerSpec::from_gguf(&file).unwrap().with_flavor(Flavor::Transformers)).unwrap();
-    (Model::load_gguf(dev, &file).unwrap(), tok)
-}
-
 #[test]
 fn qwen2_5_answer_matches_transformers() {
-    let Some(path) = model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
+    let Some(path) = real_model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
     let g = golden("score_qwen2.5-coder-0.5b-q4_k_m.json");
     let dev = test_device();
     let (model, tok) = gguf_model(&dev, &path);
@@ -260,7 +230,7 @@ fn qwen2_5_answer_matches_transformers() {
 #[test]
 fn with_a_bos_every_text_token_is_scored() {
     // transformers' reading of SmolLM2's GGUF prepends the BOS <|im_start|>.
-    let Some(path) = model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
+    let Some(path) = real_model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
     let dev = test_device();
     let (model, tok) = gguf_model(&dev, &path);
     let text = "Hello world";
