@@ -116,8 +116,8 @@ impl SyntheticWeights {
             }
             WeightTypes::Q4KM => {
                 if name == crate::LM_HEAD || name.contains("embed") {
-                    if cols % 256 == 0 { DType::Q6_K } else { DType::Q8_0 }
-                } else if cols % 256 == 0 {
+                    if cols.is_multiple_of(256) { DType::Q6_K } else { DType::Q8_0 }
+                } else if cols.is_multiple_of(256) {
                     DType::Q4_K
                 } else {
                     DType::Q5_0

@@ -371,7 +371,7 @@ impl Recorder {
     /// Copy all of `src` (whole 4-byte words) to byte `offset` of `dst`, in stream order.
     pub fn copy_to_readback(&mut self, src: &Tensor, dst: &Readback, offset: u64) -> Result<()> {
         let bytes = src.byte_len();
-        if bytes % 4 != 0 || offset % 4 != 0 || offset + bytes > dst.bytes {
+        if !bytes.is_multiple_of(4) || !offset.is_multiple_of(4) || offset + bytes > dst.bytes {
             return Err(TensorError::shape(
                 "copy_to_readback",
                 format!("{bytes} bytes at offset {offset} do not fit the {}-byte readback buffer in whole words", dst.bytes),
