@@ -4,7 +4,7 @@
 //   argmax  out[r] = smallest i with x[r, i] == max_j x[r, j]      torch: x.argmax(dim=-1)
 // Ties go to the smallest index (like torch). NaNs are ignored (torch would pick the
 // NaN); -0.0 ties with +0.0; a row of -inf gives 0, and a row with nothing but NaN
-// gives 0 too. order_key, is_nan, beats and NONE come from order.wgsl.
+// gives 0 too. order_key, is_nan, reduce_best and NONE come from order.wgsl.
 //
 // Each invocation scans a strided slice of the row keeping its best (key, index), then a
 // workgroup tree reduction combines the pairs. Values are compared as order-preserving
@@ -25,9 +25,6 @@ const WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> red_key: array<u32, WG>;
-var<workgroup> red_idx: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wg.x + wg.y * p.row_stride;
@@ -47,18 +44,8 @@ fn argmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         }
     }
 
-    red_key[lid] = best_key;
-    red_idx[lid] = best_idx;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s && beats(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid])) {
-            red_key[lid] = red_key[lid + s];
-            red_idx[lid] = red_idx[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let idx = reduce_best(lid, best_key, best_idx).y;
     if (lid == 0u) {
-        let idx = red_idx[0];
         out[row] = select(idx, 0u, idx == NONE);
     }
 }

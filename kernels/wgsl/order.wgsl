@@ -1,5 +1,6 @@
 // order.wgsl — helpers shared by the kernels that compare, rank or sanitise logits
 // (argmax, sample, topn, logprobs), prepended to their modules. No entry points.
+// `reduce_best` is for workgroups of ORDER_WG invocations.
 //
 // Values are compared as order-preserving u32 keys, so results do not depend on how a
 // driver treats inf or -0.0; ties go to the smaller index.
@@ -41,4 +42,28 @@ fn sanitize(v: f32) -> f32 {
 // Whether candidate (ka, ia) beats (kb, ib): larger key, or equal key at a smaller index.
 fn beats(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
     return ka > kb || (ka == kb && ia < ib);
+}
+
+const ORDER_WG: u32 = 256u;
+var<workgroup> best_keys: array<u32, ORDER_WG>;
+var<workgroup> best_idxs: array<u32, ORDER_WG>;
+
+// The workgroup's best candidate: each of the ORDER_WG invocations passes its own (key,
+// index) — index NONE for none — and every invocation gets (key, index) of the winner
+// (NONE if nobody had one). Call from uniform control flow.
+fn reduce_best(lid: u32, key: u32, idx: u32) -> vec2<u32> {
+    best_keys[lid] = key;
+    best_idxs[lid] = idx;
+    workgroupBarrier();
+    for (var s = ORDER_WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s && best_idxs[lid + s] != NONE
+            && (best_idxs[lid] == NONE || beats(best_keys[lid + s], best_idxs[lid + s], best_keys[lid], best_idxs[lid]))) {
+            best_keys[lid] = best_keys[lid + s];
+            best_idxs[lid] = best_idxs[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let best = vec2<u32>(best_keys[0], best_idxs[0]);
+    workgroupBarrier();
+    return best;
 }

@@ -329,9 +329,6 @@ fn search_decide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 @group(0) @binding(3) var<storage, read_write> draw_partials: array<u32>;
 @group(0) @binding(4) var<uniform> draw_p: Params;
 
-var<workgroup> red_key: array<u32, WG>;
-var<workgroup> red_idx: array<u32, WG>;
-
 @compute @workgroup_size(WG)
 fn draw_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wg.y;
@@ -357,21 +354,11 @@ fn draw_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             best_idx = i;
         }
     }
-    red_key[lid] = best_key;
-    red_idx[lid] = best_idx;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s && red_idx[lid + s] != NONE
-            && (red_idx[lid] == NONE || beats(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid]))) {
-            red_key[lid] = red_key[lid + s];
-            red_idx[lid] = red_idx[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let best = reduce_best(lid, best_key, best_idx);
     if (lid == 0u) {
         let at = (row * draw_p.n_chunks + wg.x) * 2u;
-        draw_partials[at] = red_key[0];
-        draw_partials[at + 1u] = red_idx[0];
+        draw_partials[at] = best.x;
+        draw_partials[at + 1u] = best.y;
     }
 }
 

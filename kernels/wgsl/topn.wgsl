@@ -30,28 +30,8 @@ fn weight(x: f32, m: f32) -> f32 {
     return exp(max(x - m, -200.0));
 }
 
-var<workgroup> red_key: array<u32, WG>;
-var<workgroup> red_idx: array<u32, WG>;
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
-
-// The workgroup's best candidate; every invocation gets it.
-fn reduce_best(lid: u32, key: u32, idx: u32) -> vec2<u32> {
-    red_key[lid] = key;
-    red_idx[lid] = idx;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s && red_idx[lid + s] != NONE
-            && (red_idx[lid] == NONE || beats(red_key[lid + s], red_idx[lid + s], red_key[lid], red_idx[lid]))) {
-            red_key[lid] = red_key[lid + s];
-            red_idx[lid] = red_idx[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let best = vec2<u32>(red_key[0], red_idx[0]);
-    workgroupBarrier();
-    return best;
-}
 
 // Combine online-softmax stats (m, s): s counts exp(x − m).
 fn combine(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
