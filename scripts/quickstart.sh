@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
 kiln=./target/release/kiln
-$kiln devices | head -3
+$kiln devices | sed -n 1,3p   # sed reads everything: no broken pipe for kiln
 model=$($kiln fetch qwen2.5)
 prompt="${*:-Write a Python function that checks whether a number is prime.}"
 $kiln generate -m "$model" --chat --max-tokens "${KILN_MAX_TOKENS:-64}" -v "$prompt"
