@@ -25,16 +25,25 @@ impl Drop for Server {
     }
 }
 
-/// Start `kiln serve` on a free port and wait until it answers /health.
+/// Start `kiln serve` on a port the OS picks (`--port 0`), read the port from its
+/// "listening" line, and wait until it answers /health.
 fn serve(extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "-m", MODEL, "--port", &port.to_string()])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "-m", MODEL, "--port", "0"])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("kiln serve exited before listening").unwrap();
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    // Keep draining the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let server = Server { child, port };
     let t0 = Instant::now();
     while get(port, "/health").is_err() {
