@@ -79,7 +79,14 @@ impl Geometry {
     }
 }
 
-fn validate(op: &str, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset: usize, out: &Tensor) -> Result<Geometry> {
+fn validate(
+    op: &str,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    pos_offset: usize,
+    out: &Tensor,
+) -> Result<Geometry> {
     expect_same_device(op, &[q, k_cache, v_cache, out])?;
     for (name, t) in [("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("out", out)] {
         expect_dtype(op, name, t, DType::F32)?;
@@ -99,7 +106,12 @@ fn validate(op: &str, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset
     if k_cache.dim(2) != head_dim {
         return Err(TensorError::shape(
             op,
-            format!("head_dim mismatch: q {:?} has {head_dim}, k_cache {:?} has {}", q.shape(), k_cache.shape(), k_cache.dim(2)),
+            format!(
+                "head_dim mismatch: q {:?} has {head_dim}, k_cache {:?} has {}",
+                q.shape(),
+                k_cache.shape(),
+                k_cache.dim(2)
+            ),
         ));
     }
     if n_heads % n_kv_heads != 0 {
@@ -109,7 +121,10 @@ fn validate(op: &str, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset
         ));
     }
     if head_dim > MAX_HEAD_DIM {
-        return Err(TensorError::shape(op, format!("head_dim {head_dim} exceeds the kernel's maximum of {MAX_HEAD_DIM}")));
+        return Err(TensorError::shape(
+            op,
+            format!("head_dim {head_dim} exceeds the kernel's maximum of {MAX_HEAD_DIM}"),
+        ));
     }
     let end = pos_offset.saturating_add(n_q);
     if end > max_ctx {
@@ -126,7 +141,15 @@ fn validate(op: &str, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset
 }
 
 /// One workgroup per (query, head), each walking all the keys its query may see.
-fn launch_full(rec: &mut Recorder, kernel: &'static str, g: &Geometry, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<()> {
+fn launch_full(
+    rec: &mut Recorder,
+    kernel: &'static str,
+    g: &Geometry,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
     let groups = g.n_q * g.n_heads;
     let (workgroups, row_stride) = grid_1d(out, groups, 1);
     let params = g.params(row_stride, 0, 1);
@@ -151,7 +174,14 @@ fn launch_full(rec: &mut Recorder, kernel: &'static str, g: &Geometry, q: &Tenso
 /// - `k_cache`, `v_cache` f32 `[max_ctx, n_kv_heads, head_dim]`, `n_heads` a multiple of
 ///   `n_kv_heads` (query head h reads kv head `h / (n_heads / n_kv_heads)`), head_dim ≤ 256.
 /// - `out` f32 `[n_q, n_heads, head_dim]`. Scale 1/sqrt(head_dim).
-pub fn attention(rec: &mut Recorder, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset: usize, out: &Tensor) -> Result<()> {
+pub fn attention(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    pos_offset: usize,
+    out: &Tensor,
+) -> Result<()> {
     let g = validate("attention", q, k_cache, v_cache, pos_offset, out)?;
     launch_full(rec, "attention::attention", &g, q, k_cache, v_cache, out)
 }
@@ -172,11 +202,21 @@ fn decode_chunk(n_keys: usize, n_heads: usize, max_groups_per_dim: usize) -> usi
 /// handled by separate workgroups (`decode_partial`, each leaving its running max, sum and
 /// unnormalised accumulator in a scratch tensor) that `decode_combine` then merges, so a
 /// decode step keeps many workgroups busy instead of one per head.
-pub fn attention_decode(rec: &mut Recorder, q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, pos_offset: usize, out: &Tensor) -> Result<()> {
+pub fn attention_decode(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    pos_offset: usize,
+    out: &Tensor,
+) -> Result<()> {
     let op = "attention_decode";
     let g = validate(op, q, k_cache, v_cache, pos_offset, out)?;
     if g.n_q != 1 {
-        return Err(TensorError::shape(op, format!("decode takes one query, q must be [1, n_heads, head_dim], got {:?}", q.shape())));
+        return Err(TensorError::shape(
+            op,
+            format!("decode takes one query, q must be [1, n_heads, head_dim], got {:?}", q.shape()),
+        ));
     }
     let n_keys = pos_offset + 1;
     let max_dim = q.device().limits().max_compute_workgroups_per_dimension as usize;

@@ -27,7 +27,10 @@ pub fn kv_append(rec: &mut Recorder, new: &Tensor, cache: &Tensor, pos: usize) -
     expect_dtype(op, "cache", cache, DType::F32)?;
     for (name, t) in [("new", new), ("cache", cache)] {
         if t.rank() != 3 {
-            return Err(TensorError::shape(op, format!("{name} must be [rows, n_kv_heads, head_dim], got {:?}", t.shape())));
+            return Err(TensorError::shape(
+                op,
+                format!("{name} must be [rows, n_kv_heads, head_dim], got {:?}", t.shape()),
+            ));
         }
     }
     if new.shape()[1..] != cache.shape()[1..] {

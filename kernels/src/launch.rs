@@ -63,7 +63,10 @@ pub fn expect_u32_len(op: &str, n: usize) -> Result<u32> {
 /// so an output must not share storage with any input.
 pub fn expect_no_alias(op: &str, out: &Tensor, inputs: &[&Tensor]) -> Result<()> {
     if inputs.iter().any(|i| i.same_storage(out)) {
-        return Err(TensorError::shape(op, "the output must be a different buffer from every input (no in-place kernels)"));
+        return Err(TensorError::shape(
+            op,
+            "the output must be a different buffer from every input (no in-place kernels)",
+        ));
     }
     Ok(())
 }

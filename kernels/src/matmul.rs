@@ -4,7 +4,9 @@
 use bytemuck::{Pod, Zeroable};
 use kiln_tensor::{DType, Dispatch, Recorder, Result, Tensor, TensorError};
 
-use crate::launch::{expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len};
+use crate::launch::{
+    expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len,
+};
 use crate::shaders::MATMUL;
 
 /// Output rows per workgroup (BM in matmul.wgsl).
@@ -52,12 +54,7 @@ fn dims(op: &str, a: &Tensor, w: &Tensor) -> Result<Dims> {
     // w: [N, K] or [..., N, K] whose leading dims hold `batch` matrices
     let (w_lead, n, wk) = match w.shape() {
         [lead @ .., n, k] => (lead, *n, *k),
-        _ => {
-            return Err(TensorError::shape(
-                op,
-                format!("w must be [N, K] or [batch, N, K], got {:?}", w.shape()),
-            ))
-        }
+        _ => return Err(TensorError::shape(op, format!("w must be [N, K] or [batch, N, K], got {:?}", w.shape()))),
     };
     if wk != k {
         return Err(TensorError::shape(

@@ -10,6 +10,15 @@ macro_rules! wgsl {
     (order + $name:literal) => {
         concat!(include_str!("../wgsl/order.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
     };
+    (matvec $reduce:literal + $family:literal) => {
+        concat!(
+            include_str!("../wgsl/matvec_core.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/matvec_reduce_", $reduce, ".wgsl")),
+            "\n",
+            include_str!(concat!("../wgsl/matvec_", $family, ".wgsl"))
+        )
+    };
     (weights + $name:literal) => {
         concat!(
             include_str!("../wgsl/weights.wgsl"),
@@ -25,7 +34,15 @@ macro_rules! wgsl {
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
 pub const MATMUL: &str = wgsl!(weights + "matmul");
+/// The plain matvec for shapes the block matvec does not take (K % 4 != 0, unaligned x).
 pub const MATVEC: &str = wgsl!(weights + "matvec");
+/// The block matvec (matvec_core.wgsl): one module per weight family × reduction.
+pub const MATVEC_FLOAT: &str = wgsl!(matvec "shared" + "float");
+pub const MATVEC_FLOAT_SG: &str = wgsl!(matvec "subgroup" + "float");
+pub const MATVEC_Q32: &str = wgsl!(matvec "shared" + "q32");
+pub const MATVEC_Q32_SG: &str = wgsl!(matvec "subgroup" + "q32");
+pub const MATVEC_QK: &str = wgsl!(matvec "shared" + "qk");
+pub const MATVEC_QK_SG: &str = wgsl!(matvec "subgroup" + "qk");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
@@ -42,6 +59,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("elementwise", ELEMENTWISE),
     ("matmul", MATMUL),
     ("matvec", MATVEC),
+    ("matvec_float", MATVEC_FLOAT),
+    ("matvec_float_sg", MATVEC_FLOAT_SG),
+    ("matvec_q32", MATVEC_Q32),
+    ("matvec_q32_sg", MATVEC_Q32_SG),
+    ("matvec_qk", MATVEC_QK),
+    ("matvec_qk_sg", MATVEC_QK_SG),
     ("embedding", EMBEDDING),
     ("softmax", SOFTMAX),
     ("norm", NORM),

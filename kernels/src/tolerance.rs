@@ -18,6 +18,18 @@ pub const REDUCTION: Tol = Tol { abs: 1e-5, rel: 1e-4 };
 pub const MATMUL_F32: Tol = Tol { abs: 1e-4, rel: 1e-4 };
 /// f16/bf16 weights: the CPU twin dequantises the same bits, so only summation order differs.
 pub const MATMUL_HALF: Tol = Tol { abs: 2e-4, rel: 2e-4 };
+/// The block matvec with fusions (norm folded in front; bias, SwiGLU/GELU and residual in
+/// the epilogue) against the composed twins: the norm's statistics are summed in another
+/// order and x is normalised in registers instead of through a rounded f32 tensor, so a
+/// few more ulp than the plain matvec.
+pub const MATVEC_FUSED: Tol = Tol { abs: 5e-4, rel: 5e-4 };
+/// Dot products whose terms are large and cancel: f32 summation errs by a few ulp of
+/// Σ|xᵢ·wᵢ|, not of the (possibly tiny) result. `sum_abs` is the largest Σ|xᵢ·wᵢ| of the
+/// outputs compared; the bound is the weight format's tolerance plus 4 ulp of it.
+pub fn dot_products(dtype: kiln_tensor::DType, sum_abs: f32) -> Tol {
+    let base = matmul_for(dtype);
+    Tol { abs: base.abs + 4.0 * f32::EPSILON * sum_abs, rel: base.rel }
+}
 /// The matmul/matvec tolerance for weights stored as `dtype`: f32 weights, or weights
 /// dequantized from f16/bf16/GGUF blocks (the CPU twin uses the same dequantized values).
 pub fn matmul_for(dtype: kiln_tensor::DType) -> Tol {

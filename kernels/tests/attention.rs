@@ -116,7 +116,9 @@ fn large_scores_stay_finite() {
     attention(&mut rec, &tq, &tk, &tv, 0, &out).unwrap();
     rec.submit().unwrap();
     let want = twin::attention(&q, &k, &v, n_q, n_heads, n_heads, hd, 0);
-    if let Err(msg) = tolerance::compare("attention large scores", &out.to_vec_f32().unwrap(), &want, tolerance::ATTENTION) {
+    if let Err(msg) =
+        tolerance::compare("attention large scores", &out.to_vec_f32().unwrap(), &want, tolerance::ATTENTION)
+    {
         panic!("{msg}");
     }
 }

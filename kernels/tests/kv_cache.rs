@@ -4,7 +4,7 @@
 use kiln_kernels::kv_cache::kv_append;
 use kiln_kernels::reference::kv_cache as twin;
 use kiln_kernels::testing::{test_device, Rng};
-use kiln_kernels::{tolerance, Device, Recorder, Tensor, DType};
+use kiln_kernels::{tolerance, DType, Device, Recorder, Tensor};
 
 fn check(what: &str, got: &Tensor, want: &[f32]) {
     let got = got.to_vec_f32().unwrap();
@@ -14,7 +14,15 @@ fn check(what: &str, got: &Tensor, want: &[f32]) {
 }
 
 /// Append `pieces` (row counts) one after another starting at `start`, on the GPU and the twin.
-fn append_pieces(dev: &Device, rng: &mut Rng, max_ctx: usize, kv: usize, hd: usize, start: usize, pieces: &[usize]) -> (Tensor, Vec<f32>, Vec<f32>) {
+fn append_pieces(
+    dev: &Device,
+    rng: &mut Rng,
+    max_ctx: usize,
+    kv: usize,
+    hd: usize,
+    start: usize,
+    pieces: &[usize],
+) -> (Tensor, Vec<f32>, Vec<f32>) {
     let row = kv * hd;
     let cache = Tensor::zeros(dev, &[max_ctx, kv, hd], DType::F32).unwrap();
     let mut want = vec![0.0f32; max_ctx * row];

@@ -7,14 +7,70 @@ use kiln_kernels::shaders::ALL;
 use naga::back::{hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn constants_for(module: &naga::Module, w_dtype: f64) -> PipelineConstants {
-    let mut c = PipelineConstants::default();
-    for (_, o) in module.overrides.iter() {
-        if o.name.as_deref() == Some("W_DTYPE") {
-            c.insert("W_DTYPE".to_string(), w_dtype);
+/// Every GGUF/float weight code `load_w` (weights.wgsl) reads.
+const ALL_WEIGHT_CODES: [f64; 11] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+
+/// The override sets a module is built with at run time, each as (name, value) pairs.
+/// Modules without overrides get one empty set.
+fn specialisations(name: &str, module: &naga::Module) -> Vec<Vec<(&'static str, f64)>> {
+    let has = |o: &str| module.overrides.iter().any(|(_, x)| x.name.as_deref() == Some(o));
+    if name.starts_with("matvec_") {
+        return block_matvec_specialisations(name);
+    }
+    if has("W_DTYPE") {
+        return ALL_WEIGHT_CODES.iter().map(|&w| vec![("W_DTYPE", w)]).collect();
+    }
+    vec![Vec::new()]
+}
+
+/// The block matvec (kernels/src/matvec.rs): each weight code of its family, every row
+/// count M = 1..=16 with the weight rows per workgroup a GPU (2) and a CPU adapter
+/// (min(16, 32 / M)) get, and every fusion (norm × bias × residual × activation) at
+/// M = 1 and M = 16.
+fn block_matvec_specialisations(name: &str) -> Vec<Vec<(&'static str, f64)>> {
+    let family = name.trim_end_matches("_sg");
+    let codes: &[f64] = match family {
+        "matvec_float" => &[0.0, 1.0, 2.0],
+        "matvec_q32" => &[3.0, 4.0, 5.0, 6.0, 7.0],
+        "matvec_qk" => &[8.0, 9.0, 10.0],
+        other => panic!("unknown block matvec module {other}"),
+    };
+    let rows_for = |m: usize| {
+        let cpu = (32 / m).clamp(1, 16);
+        let mut v = vec![2.0, cpu as f64];
+        v.dedup();
+        v
+    };
+    let mut out = Vec::new();
+    for &w in codes {
+        for m in 1..=16usize {
+            for rows in rows_for(m) {
+                out.push(vec![("W_DTYPE", w), ("M", m as f64), ("ROWS", rows)]);
+            }
+        }
+        for m in [1usize, 16] {
+            for rows in rows_for(m) {
+                for norm in [0.0, 1.0, 2.0] {
+                    for bias in [0.0, 1.0] {
+                        for residual in [0.0, 1.0] {
+                            for act in [0.0, 1.0, 2.0] {
+                                out.push(vec![
+                                    ("W_DTYPE", w),
+                                    ("M", m as f64),
+                                    ("ROWS", rows),
+                                    ("NORM", norm),
+                                    ("BIAS", bias),
+                                    ("RESIDUAL", residual),
+                                    ("ACT", act),
+                                ]);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
-    c
+    out
 }
 
 #[test]
@@ -29,8 +85,12 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
             }
         };
         // Only the capability every WebGPU implementation has (`unpack2x16float`, which
-        // naga gates behind SHADER_FLOAT16_IN_FLOAT32): no f16 arithmetic, no subgroups.
-        let caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        // naga gates behind SHADER_FLOAT16_IN_FLOAT32): no f16 arithmetic, and subgroups
+        // only in the `_sg` modules kiln builds just for adapters with SUBGROUP.
+        let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        if name.ends_with("_sg") {
+            caps |= Capabilities::SUBGROUP;
+        }
         let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
             Ok(i) => i,
             Err(e) => {
@@ -38,13 +98,12 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
                 continue;
             }
         };
-        let has_weights = module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("W_DTYPE"));
-        let dtypes: &[f64] = if has_weights { &[0.0, 1.0, 2.0] } else { &[0.0] };
+        let variants = specialisations(name, &module);
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
         for ep in &module.entry_points {
-            for &w in dtypes {
-                let label = format!("{name}::{} (W_DTYPE={w})", ep.name);
-                let constants = constants_for(&module, w);
+            for variant in &variants {
+                let label = format!("{name}::{} {variant:?}", ep.name);
+                let constants: PipelineConstants = variant.iter().map(|&(k, v)| (k.to_string(), v)).collect();
                 let (m, i) = match naga::back::pipeline_constants::process_overrides(
                     &module,
                     &info,
@@ -57,7 +116,8 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
                         continue;
                     }
                 };
-                let msl_pipeline = msl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())), ..Default::default() };
+                let msl_pipeline =
+                    msl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())), ..Default::default() };
                 if let Err(e) = msl::write_string(&m, &i, &msl::Options::default(), &msl_pipeline) {
                     failures.push(format!("{label}: MSL: {e}"));
                 }
@@ -80,8 +140,10 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
 #[test]
 fn every_module_has_a_header_comment() {
     for (name, source) in ALL {
+        // A `_sg` module is its family's file built with the subgroup reduction.
+        let file = name.strip_suffix("_sg").unwrap_or(name);
         let body = source.split("// weights.wgsl").last().unwrap();
-        let first_own_line = body.lines().find(|l| l.contains(&format!("{name}.wgsl")));
-        assert!(first_own_line.is_some(), "{name}.wgsl must start with a `// {name}.wgsl — ...` header comment");
+        let first_own_line = body.lines().find(|l| l.contains(&format!("// {file}.wgsl")));
+        assert!(first_own_line.is_some(), "{file}.wgsl must start with a `// {file}.wgsl — ...` header comment");
     }
 }

@@ -60,7 +60,14 @@ impl Caches {
 
 /// Rope tokens `start..start + n` of q and k at positions `start..`, append k and v to the
 /// caches, and return the rope'd q `[n, N_HEADS, HD]`.
-fn rope_and_append(rec: &mut Recorder, x: &Inputs, table: &RopeTable, caches: &Caches, start: usize, n: usize) -> Tensor {
+fn rope_and_append(
+    rec: &mut Recorder,
+    x: &Inputs,
+    table: &RopeTable,
+    caches: &Caches,
+    start: usize,
+    n: usize,
+) -> Tensor {
     let dev = rec.device().clone();
     let q = Tensor::empty(&dev, &[n, N_HEADS, HD], DType::F32).unwrap();
     let k = Tensor::empty(&dev, &[n, N_KV, HD], DType::F32).unwrap();
