@@ -1,7 +1,7 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
 //! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended; the
 //! ones that compare or rank logits get `order.wgsl` (order keys, sanitising). `ALL` lists them for the portability test
-//! (naga → MSL / HLSL / SPIR-V).
+//! (naga → MSL / HLSL / SPIR-V); `F16_ALL` the modules that need SHADER_F16.
 
 macro_rules! wgsl {
     ($name:literal) => {
@@ -9,6 +9,20 @@ macro_rules! wgsl {
     };
     (order + $name:literal) => {
         concat!(include_str!("../wgsl/order.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
+    };
+    ($prelude:literal + weights + $name:literal) => {
+        concat!(
+            $prelude,
+            include_str!("../wgsl/weights.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_legacy.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_k.wgsl"),
+            "\n",
+            include_str!("../wgsl/weight_runs.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/", $name, ".wgsl"))
+        )
     };
     (weights + $name:literal) => {
         concat!(
@@ -24,7 +38,11 @@ macro_rules! wgsl {
 }
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
-pub const MATMUL: &str = wgsl!(weights + "matmul");
+/// matmul.wgsl with f32 weight tiles: every device.
+pub const MATMUL: &str = wgsl!("alias WTile = f32;\n" + weights + "matmul");
+/// matmul.wgsl with f16 weight tiles: only for devices with SHADER_F16 (`enable f16;`
+/// must open the module).
+pub const MATMUL_F16: &str = wgsl!("enable f16;\nalias WTile = f16;\n" + weights + "matmul");
 pub const MATVEC: &str = wgsl!(weights + "matvec");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
@@ -53,3 +71,6 @@ pub const ALL: &[(&str, &str)] = &[
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
 ];
+
+/// (module name, source) of the modules that need SHADER_F16 (f16 types in WGSL).
+pub const F16_ALL: &[(&str, &str)] = &[("matmul_f16", MATMUL_F16)];

@@ -4,8 +4,10 @@
 //! f32 CPU twins; plus clear errors for truncated data and rows of partial blocks.
 
 use half::f16;
+use kiln_kernels::matmul::{auto_weight_tile, WeightTile};
 use kiln_kernels::quant::{self, kquants};
 use kiln_kernels::reference;
+use kiln_kernels::reference::matmul::{abs_matmul, f16_tile_values};
 use kiln_kernels::testing::{test_device, Rng};
 use kiln_kernels::{embedding, matmul, matvec, tolerance, DType, Device, Recorder, Tensor};
 
@@ -319,12 +321,17 @@ fn gpu_matmul_matches_cpu_dequant() {
             for n in NS {
                 let (w, values) = random_weight(&mut rng, dtype, n, k);
                 let tw = upload(&dev, &w, n, k, dtype);
+                // The twin of the weight tile `matmul` picks on this device.
+                let staged = match auto_weight_tile(&dev, dtype) {
+                    WeightTile::F16 => f16_tile_values(&values),
+                    _ => values.clone(),
+                };
                 for m in [1usize, 3, 17] {
                     let a = rng.vec(m * k, 1.0);
                     let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
                     let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
                     matmul::matmul(&mut rec, &ta, &tw, &out).unwrap();
-                    let want = reference::matmul::matmul(&a, &values, 1, m, n, k, false);
+                    let want = reference::matmul::matmul(&a, &staged, 1, m, n, k, false);
                     cases.push((format!("matmul {dtype} m={m} n={n} k={k}"), out, want));
                 }
             }
@@ -336,4 +343,157 @@ fn gpu_matmul_matches_cpu_dequant() {
             panic!("{msg}");
         }
     }
+}
+
+/// `blocks` with the f16 super-scales (d, and dmin for Q4_K / Q5_K) multiplied by
+/// `factor` (rounded to f16).
+fn scale_blocks(dtype: DType, blocks: &mut [u8], factor: f32) {
+    let fields: &[usize] = if dtype == DType::Q6_K { &[208] } else { &[0, 2] };
+    for b in blocks.chunks_exact_mut(dtype.gguf_block_bytes()) {
+        for &at in fields {
+            let v = f16::from_le_bytes([b[at], b[at + 1]]).to_f32() * factor;
+            b[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+        }
+    }
+}
+
+/// The weight tiles the device can run (f16 only with SHADER_F16).
+fn weight_tiles(dev: &Device) -> Vec<WeightTile> {
+    if dev.features().contains(wgpu::Features::SHADER_F16) {
+        vec![WeightTile::F32, WeightTile::F16]
+    } else {
+        eprintln!("{} has no SHADER_F16: f16 weight tiles not tested here", dev.info().name);
+        vec![WeightTile::F32]
+    }
+}
+
+/// One GPU result and what it must match: (what, out, want, tolerance, per-element slack).
+type Check = (String, Tensor, Vec<f32>, tolerance::Tol, Option<Vec<f32>>);
+
+/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on `tile` and its checks:
+/// f32 tiles against the twin on the exact dequantized weights, f16 tiles against the
+/// twin on the weights rounded to f16 and, within one f16 rounding per weight, against
+/// the exact weights (the f32 tile's result). Tolerances scale with `a_scale · w_scale`.
+#[allow(clippy::too_many_arguments)]
+fn record_block_matmul(
+    dev: &Device,
+    rec: &mut Recorder,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    (dtype, tw, w): (DType, &Tensor, &[f32]),
+    tile: WeightTile,
+    (a_scale, w_scale): (f32, f32),
+    checks: &mut Vec<Check>,
+) {
+    let a = rng.vec(m * k, a_scale);
+    let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
+    let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+    matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
+    let what = format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype} {tile:?} tile, |a| {a_scale}, |w| {w_scale}");
+    let exact = reference::matmul::matmul(&a, w, 1, m, n, k, false);
+    let magnitude = a_scale * w_scale;
+    if tile == WeightTile::F16 {
+        let want = reference::matmul::matmul(&a, &f16_tile_values(w), 1, m, n, k, false);
+        checks.push((what.clone(), out.clone(), want, tolerance::MATMUL_F16_TILE.scaled(magnitude), None));
+        let slack = abs_matmul(&a, w, 1, m, n, k, false).iter().map(|s| s * tolerance::F16_TILE_ROUNDING).collect();
+        checks.push((
+            format!("{what} vs exact weights"),
+            out,
+            exact,
+            tolerance::MATMUL_HALF.scaled(magnitude),
+            Some(slack),
+        ));
+    } else {
+        checks.push((what, out, exact, tolerance::MATMUL_HALF.scaled(magnitude), None));
+    }
+}
+
+fn run_checks(checks: &[Check]) {
+    for (what, out, want, tol, slack) in checks {
+        let got = out.to_vec_f32().unwrap();
+        let result = match slack {
+            Some(s) => tolerance::compare_with_slack(what, &got, want, *tol, s),
+            None => tolerance::compare(what, &got, want, *tol),
+        };
+        match result {
+            Ok(report) => eprintln!("{what}: {report}"),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+/// Every K-quant on both weight tiles, M ∈ {1, 17, 65, 130} × N ∈ {1, 33, 127, 200}
+/// (partial 64×64 tiles on both sides) with K of 1, 2 and 3 blocks (every sub-block
+/// of a block is its own 32-wide slice).
+#[test]
+fn gpu_matmul_both_tiles_odd_shapes() {
+    let dev = test_device();
+    let mut rng = Rng::new(607);
+    let ms = [1usize, 17, 65, 130];
+    let ns = [1usize, 33, 127, 200];
+    for dtype in KQUANTS {
+        let mut rec = Recorder::new(&dev);
+        let mut checks = Vec::new();
+        for (j, &n) in ns.iter().enumerate() {
+            for (i, &m) in ms.iter().enumerate() {
+                let k = KS[(i + j) % KS.len()];
+                let (w, values) = random_weight(&mut rng, dtype, n, k);
+                let tw = upload(&dev, &w, n, k, dtype);
+                for tile in weight_tiles(&dev) {
+                    record_block_matmul(
+                        &dev,
+                        &mut rec,
+                        &mut rng,
+                        (m, n, k),
+                        (dtype, &tw, &values),
+                        tile,
+                        (1.0, 1.0),
+                        &mut checks,
+                    );
+                }
+            }
+        }
+        rec.submit().unwrap();
+        run_checks(&checks);
+    }
+}
+
+/// Activations of ±1e4 with super-scales ×64, and a batch of activations sharing one
+/// weight, on both tiles.
+#[test]
+fn gpu_matmul_large_magnitudes_and_batches() {
+    let dev = test_device();
+    let mut rng = Rng::new(608);
+    let mut rec = Recorder::new(&dev);
+    let mut checks = Vec::new();
+    for dtype in KQUANTS {
+        let (n, k) = (127, 768);
+        let mut raw = random_blocks(&mut rng, dtype, n * k / 256);
+        scale_blocks(dtype, &mut raw, 64.0);
+        let values = kquants::dequantize(dtype, &raw).unwrap();
+        let tw = upload(&dev, &kquants::repack(dtype, &raw).unwrap(), n, k, dtype);
+        for tile in weight_tiles(&dev) {
+            record_block_matmul(
+                &dev,
+                &mut rec,
+                &mut rng,
+                (130, n, k),
+                (dtype, &tw, &values),
+                tile,
+                (1e4, 64.0),
+                &mut checks,
+            );
+            // [2, 65, K] activations against the shared [N, K] weight.
+            let a = rng.vec(2 * 65 * k, 1.0);
+            let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
+            let out = Tensor::empty(&dev, &[2, 65, n], DType::F32).unwrap();
+            matmul::matmul_with(&mut rec, &ta, &tw, &out, tile).unwrap();
+            let staged = if tile == WeightTile::F16 { f16_tile_values(&values) } else { values.clone() };
+            let want = reference::matmul::matmul(&a, &staged, 2, 65, n, k, false);
+            let what = format!("matmul a[2, 65, {k}] w[{n}, {k}] {dtype} {tile:?} tile");
+            checks.push((what, out, want, tolerance::MATMUL_HALF.scaled(64.0), None));
+        }
+    }
+    rec.submit().unwrap();
+    run_checks(&checks);
 }

@@ -3,7 +3,9 @@
 //! repacked layout, and the GPU decoders in wgsl/quant_legacy.wgsl inside matvec,
 //! matmul and embedding against CPU dequantisation + the f32 twins.
 
+use kiln_kernels::matmul::{auto_weight_tile, WeightTile};
 use kiln_kernels::quant::{self, legacy};
+use kiln_kernels::reference::matmul::{abs_matmul, f16_tile_values};
 use kiln_kernels::reference::matvec::matvec as matvec_ref;
 use kiln_kernels::reference::{embedding::embedding as embedding_ref, matmul::matmul as matmul_ref};
 use kiln_kernels::testing::{test_device, Rng};
@@ -192,13 +194,18 @@ fn gpu_matmul_matches_cpu_dequant() {
             for n in NS {
                 let (bytes, w) = random_weight(&mut rng, dtype, n, k);
                 let tw = upload(&dev, &bytes, n, k, dtype);
+                // The twin of the weight tile `matmul` picks on this device.
+                let staged = match auto_weight_tile(&dev, dtype) {
+                    WeightTile::F16 => f16_tile_values(&w),
+                    _ => w.clone(),
+                };
                 for m in [1usize, 3, 17] {
                     let a = rng.vec(m * k, 1.0);
                     let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
                     let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
                     matmul::matmul(&mut rec, &ta, &tw, &out).unwrap();
                     let what = format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype}");
-                    let want = matmul_ref(&a, &w, 1, m, n, k, false);
+                    let want = matmul_ref(&a, &staged, 1, m, n, k, false);
                     cases.push(Case { what, out, want, tol: tolerance::MATMUL_HALF });
                 }
             }
@@ -206,6 +213,146 @@ fn gpu_matmul_matches_cpu_dequant() {
     }
     rec.submit().unwrap();
     check_all(&cases);
+}
+
+/// `blocks` with every scale d (and min m) multiplied by `factor` (rounded to f16).
+fn scale_blocks(dtype: DType, blocks: &mut [u8], factor: f32) {
+    let fields: &[usize] = if matches!(dtype, DType::Q4_1 | DType::Q5_1) { &[0, 2] } else { &[0] };
+    for b in blocks.chunks_exact_mut(dtype.gguf_block_bytes()) {
+        for &at in fields {
+            let v = half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32() * factor;
+            b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+    }
+}
+
+/// The weight tiles the device can run (f16 only with SHADER_F16).
+fn weight_tiles(dev: &Device) -> Vec<WeightTile> {
+    if dev.features().contains(wgpu::Features::SHADER_F16) {
+        vec![WeightTile::F32, WeightTile::F16]
+    } else {
+        eprintln!("{} has no SHADER_F16: f16 weight tiles not tested here", dev.info().name);
+        vec![WeightTile::F32]
+    }
+}
+
+/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on `tile` and the checks
+/// it must pass: f32 tiles against the twin on the exact dequantized weights, f16 tiles
+/// against the twin on the weights rounded to f16 and, within one f16 rounding per
+/// weight, against the exact weights (the f32 tile's result). Tolerances scale with
+/// `a_scale · w_scale`.
+#[allow(clippy::too_many_arguments)]
+fn record_block_matmul(
+    dev: &Device,
+    rec: &mut Recorder,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    (dtype, tw, w): (DType, &Tensor, &[f32]),
+    tile: WeightTile,
+    a_scale: f32,
+    w_scale: f32,
+    cases: &mut Vec<(Case, Option<Vec<f32>>)>,
+) {
+    let a = rng.vec(m * k, a_scale);
+    let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
+    let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+    matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
+    let what = format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype} {tile:?} tile, |a| {a_scale}, |w| {w_scale}");
+    let exact = matmul_ref(&a, w, 1, m, n, k, false);
+    let magnitude = a_scale * w_scale;
+    if tile == WeightTile::F16 {
+        let want = matmul_ref(&a, &f16_tile_values(w), 1, m, n, k, false);
+        let tol = tolerance::MATMUL_F16_TILE.scaled(magnitude);
+        cases.push((Case { what: what.clone(), out: out.clone(), want, tol }, None));
+        let slack = abs_matmul(&a, w, 1, m, n, k, false).iter().map(|s| s * tolerance::F16_TILE_ROUNDING).collect();
+        let what = format!("{what} vs exact weights");
+        cases.push((Case { what, out, want: exact, tol: tolerance::MATMUL_HALF.scaled(magnitude) }, Some(slack)));
+    } else {
+        cases.push((Case { what, out, want: exact, tol: tolerance::MATMUL_HALF.scaled(magnitude) }, None));
+    }
+}
+
+fn check_with_slack(cases: &[(Case, Option<Vec<f32>>)]) {
+    for (c, slack) in cases {
+        let what = &c.what;
+        let got = c.out.to_vec_f32().unwrap();
+        let result = match slack {
+            Some(s) => tolerance::compare_with_slack(&c.what, &got, &c.want, c.tol, s),
+            None => tolerance::compare(&c.what, &got, &c.want, c.tol),
+        };
+        match result {
+            Ok(report) => eprintln!("{what}: {report}"),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+/// Every legacy type on both weight tiles, M ∈ {1, 17, 65, 130} × N ∈ {1, 33, 127, 200}
+/// (partial 64×64 tiles on both sides) with K of 1, 3 and 5 blocks.
+#[test]
+fn gpu_matmul_both_tiles_odd_shapes() {
+    let dev = test_device();
+    let mut rng = Rng::new(57);
+    let ms = [1usize, 17, 65, 130];
+    let ns = [1usize, 33, 127, 200];
+    let ks = [32usize, 96, 160];
+    for dtype in TYPES {
+        let mut rec = Recorder::new(&dev);
+        let mut cases = Vec::new();
+        for (j, &n) in ns.iter().enumerate() {
+            for (i, &m) in ms.iter().enumerate() {
+                let k = ks[(i + j) % ks.len()];
+                let (bytes, w) = random_weight(&mut rng, dtype, n, k);
+                let tw = upload(&dev, &bytes, n, k, dtype);
+                for tile in weight_tiles(&dev) {
+                    record_block_matmul(
+                        &dev,
+                        &mut rec,
+                        &mut rng,
+                        (m, n, k),
+                        (dtype, &tw, &w),
+                        tile,
+                        1.0,
+                        1.0,
+                        &mut cases,
+                    );
+                }
+            }
+        }
+        rec.submit().unwrap();
+        check_with_slack(&cases);
+    }
+}
+
+/// Activations of ±1e4 with scales ×64 (weights up to ±64·|q|max·d, still well inside
+/// f16's range), and a batch of activations sharing one weight.
+#[test]
+fn gpu_matmul_large_magnitudes_and_batches() {
+    let dev = test_device();
+    let mut rng = Rng::new(58);
+    let mut rec = Recorder::new(&dev);
+    let mut cases = Vec::new();
+    for dtype in TYPES {
+        let (n, k) = (127, 96);
+        let mut gguf = random_blocks(&mut rng, dtype, n * k / 32);
+        scale_blocks(dtype, &mut gguf, 64.0);
+        let w = quant::dequantize(dtype, &gguf).unwrap();
+        let tw = upload(&dev, &quant::repack(dtype, &gguf).unwrap(), n, k, dtype);
+        for tile in weight_tiles(&dev) {
+            record_block_matmul(&dev, &mut rec, &mut rng, (130, n, k), (dtype, &tw, &w), tile, 1e4, 64.0, &mut cases);
+            // [2, 65, K] activations against the shared [N, K] weight.
+            let a = rng.vec(2 * 65 * k, 1.0);
+            let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
+            let out = Tensor::empty(&dev, &[2, 65, n], DType::F32).unwrap();
+            matmul::matmul_with(&mut rec, &ta, &tw, &out, tile).unwrap();
+            let staged = if tile == WeightTile::F16 { f16_tile_values(&w) } else { w.clone() };
+            let what = format!("matmul a[2, 65, {k}] w[{n}, {k}] {dtype} {tile:?} tile");
+            let want = matmul_ref(&a, &staged, 2, 65, n, k, false);
+            cases.push((Case { what, out, want, tol: tolerance::MATMUL_HALF.scaled(64.0) }, None));
+        }
+    }
+    rec.submit().unwrap();
+    check_with_slack(&cases);
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! CPU twin for wgsl/matmul.wgsl, and the weight conversions tests use so the twin
 //! multiplies by exactly the values the GPU dequantises.
+//!
+//! With f32 weight tiles the twin is [`matmul`] on the dequantized weights. With f16
+//! weight tiles (`matmul::WeightTile::F16`) the kernel rounds every staged weight to f16
+//! and multiplies in f32: the twin is [`matmul`] on [`f16_tile_values`] of the weights.
 
 use kiln_tensor::DType;
 
@@ -24,6 +28,19 @@ pub fn matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, 
         }
     }
     out
+}
+
+/// The weights as an f16 weight tile holds them: each rounded to the nearest f16 (ties
+/// to even; beyond ±65504 infinite), back as f32.
+pub fn f16_tile_values(w: &[f32]) -> Vec<f32> {
+    w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// `Σ_k |a[b, i, k] · w[b?, j, k]|` for every output (shapes as in [`matmul`]): the scale
+/// of a dot product's rounding errors, for error bounds.
+pub fn abs_matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, w_batched: bool) -> Vec<f32> {
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    matmul(&abs(a), &abs(w), batch, m, n, k, w_batched)
 }
 
 /// Little-endian bytes of `w` stored as `dtype` (f32, f16 or bf16; halves rounded to
