@@ -2,12 +2,12 @@
 //! products), f32 activations with f32/f16/bf16 or GGUF block weights.
 //!
 //! The kernel stages weight tiles in workgroup memory as f32 or, on devices with
-//! SHADER_F16, as f16 ([`WeightTile`]). [`matmul`] picks f16 tiles for f16 and GGUF
-//! block weights when the device has SHADER_F16 and `KILN_NO_F16=1` is not set, f32
-//! tiles otherwise (f32 weights keep their precision; bf16 weights keep their exponent
-//! range, which f16 lacks). f16 tiles round each dequantized weight to f16 (relative
-//! error ≤ 2⁻¹¹, below the quantization error of every block type) and need
-//! |weight| ≤ 65504; the activations and the multiply-adds stay f32.
+//! SHADER_F16, as f16 ([`WeightTile`]). f16 tiles hold GGUF blocks' integer quants (exact
+//! in f16; scales and mins are applied in f32) and f16 weights exactly, so they change
+//! nothing but summation order for those; [`matmul`] picks them for f16 and GGUF block
+//! weights when the device has SHADER_F16 and `KILN_NO_F16=1` is not set, and f32 tiles
+//! otherwise (f32 and bf16 weights would be rounded to f16's precision and range).
+//! Activations and multiply-adds are f32 on both.
 
 use bytemuck::{Pod, Zeroable};
 use kiln_tensor::{DType, Device, Dispatch, Recorder, Result, Tensor, TensorError};
@@ -27,9 +27,10 @@ pub enum WeightTile {
     /// f16 tiles for f16 and GGUF block weights when the device has SHADER_F16 and
     /// `KILN_NO_F16=1` is not set, f32 tiles otherwise ([`auto_weight_tile`]).
     Auto,
-    /// f32 tiles: every weight exactly as dequantized (every device).
+    /// f32 tiles: every weight as dequantized (every device).
     F32,
-    /// f16 tiles: each weight rounded to f16 when staged (SHADER_F16 devices only).
+    /// f16 tiles (SHADER_F16 devices only): the quants of GGUF block weights, the values
+    /// of dense weights rounded to f16 (exact for f16 weights).
     F16,
 }
 

@@ -10,9 +10,11 @@ macro_rules! wgsl {
     (order + $name:literal) => {
         concat!(include_str!("../wgsl/order.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
     };
-    ($prelude:literal + weights + $name:literal) => {
+    // A tiled-weight kernel: `$directives` (e.g. `enable f16;`, which must open the
+    // module), the weight loaders and run decoders, the tile variant, then the kernel.
+    ($directives:literal + weights + runs + $variant:literal + $name:literal) => {
         concat!(
-            $prelude,
+            $directives,
             include_str!("../wgsl/weights.wgsl"),
             "\n",
             include_str!("../wgsl/quant_legacy.wgsl"),
@@ -20,6 +22,8 @@ macro_rules! wgsl {
             include_str!("../wgsl/quant_k.wgsl"),
             "\n",
             include_str!("../wgsl/weight_runs.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/", $variant, ".wgsl")),
             "\n",
             include_str!(concat!("../wgsl/", $name, ".wgsl"))
         )
@@ -38,11 +42,10 @@ macro_rules! wgsl {
 }
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
-/// matmul.wgsl with f32 weight tiles: every device.
-pub const MATMUL: &str = wgsl!("alias WTile = f32;\n" + weights + "matmul");
-/// matmul.wgsl with f16 weight tiles: only for devices with SHADER_F16 (`enable f16;`
-/// must open the module).
-pub const MATMUL_F16: &str = wgsl!("enable f16;\nalias WTile = f16;\n" + weights + "matmul");
+/// matmul.wgsl with f32 weight tiles (matmul_f32.wgsl): every device.
+pub const MATMUL: &str = wgsl!("" + weights + runs + "matmul_f32" + "matmul");
+/// matmul.wgsl with f16 weight tiles (matmul_f16.wgsl): only for devices with SHADER_F16.
+pub const MATMUL_F16: &str = wgsl!("enable f16;\n" + weights + runs + "matmul_f16" + "matmul");
 pub const MATVEC: &str = wgsl!(weights + "matvec");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");

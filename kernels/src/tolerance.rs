@@ -37,16 +37,21 @@ pub fn matmul_for(dtype: kiln_tensor::DType) -> Tol {
     }
 }
 
-/// f16 weight tiles (`matmul::WeightTile::F16`) vs the twin on `f16_tile_values` of the
-/// weights: the kernel multiplies exactly those f16 values by the f32 activations in f32
-/// (f16 × f32 products are exact in f32), so again only summation order differs. This
-/// assumes the GPU converts f32 → f16 to nearest, as the twin does (Vulkan, Metal and
-/// D3D12 GPUs do; WGSL leaves the direction to the implementation).
+/// f16 weight tiles (`matmul::WeightTile::F16`). GGUF block weights: the tile holds the
+/// integer quants (exact in f16) and the kernel applies each scale group's scale and
+/// offset in f32, `scale · Σ a·q − offset · Σ a`, so against the twin on the exact
+/// dequantized weights only summation order differs (the offset term's products round
+/// like the twin's per-weight `q · scale − offset`, at f32's 2⁻²⁴). Dense weights: the
+/// tile holds the values rounded to f16, exact for f16 weights; for f32/bf16 weights
+/// (only on request) the twin on `reference::matmul::f16_tile_values` models that
+/// rounding, assuming the GPU converts f32 → f16 to nearest as the twin does (Vulkan,
+/// Metal and D3D12 GPUs do; WGSL leaves the direction to the implementation).
 pub const MATMUL_F16_TILE: Tol = MATMUL_HALF;
-/// f16 weight tiles vs the twin on the exact weights: each staged weight is off by at
-/// most one f16 rounding, a relative 2⁻¹¹ (f16's unit roundoff; weights below 2⁻¹⁴ are
-/// subnormal in f16 and off by at most 2⁻²⁵ absolute), so an output moves by at most
-/// `F16_TILE_ROUNDING · Σ_k |a_k w_k|` beyond [`MATMUL_HALF`] (see [`compare_with_slack`]).
+/// Dense f32/bf16 weights on f16 tiles vs the twin on the exact weights: each staged
+/// weight is off by at most one f16 rounding, a relative 2⁻¹¹ (f16's unit roundoff;
+/// weights below 2⁻¹⁴ are subnormal in f16 and off by at most 2⁻²⁵ absolute), so an
+/// output moves by at most `F16_TILE_ROUNDING · Σ_k |a_k w_k|` beyond [`MATMUL_HALF`]
+/// (see [`compare_with_slack`]).
 pub const F16_TILE_ROUNDING: f32 = 1.0 / 2048.0;
 
 /// Attention: softmax + weighted sum, online on the GPU, two-pass on the CPU.

@@ -119,7 +119,7 @@ fn f16_modules_are_rejected_without_the_f16_capability() {
 
 #[test]
 fn every_module_has_a_header_comment() {
-    for (name, source) in ALL {
+    for (name, source) in ALL.iter().chain(F16_ALL) {
         let body = source.split("// weights.wgsl").last().unwrap();
         let first_own_line = body.lines().find(|l| l.contains(&format!("{name}.wgsl")));
         assert!(first_own_line.is_some(), "{name}.wgsl must start with a `// {name}.wgsl — ...` header comment");

@@ -3,9 +3,8 @@
 //! repacked layout, and the GPU decoders in wgsl/quant_legacy.wgsl inside matvec,
 //! matmul and embedding against CPU dequantisation + the f32 twins.
 
-use kiln_kernels::matmul::{auto_weight_tile, WeightTile};
+use kiln_kernels::matmul::WeightTile;
 use kiln_kernels::quant::{self, legacy};
-use kiln_kernels::reference::matmul::{abs_matmul, f16_tile_values};
 use kiln_kernels::reference::matvec::matvec as matvec_ref;
 use kiln_kernels::reference::{embedding::embedding as embedding_ref, matmul::matmul as matmul_ref};
 use kiln_kernels::testing::{test_device, Rng};
@@ -194,18 +193,13 @@ fn gpu_matmul_matches_cpu_dequant() {
             for n in NS {
                 let (bytes, w) = random_weight(&mut rng, dtype, n, k);
                 let tw = upload(&dev, &bytes, n, k, dtype);
-                // The twin of the weight tile `matmul` picks on this device.
-                let staged = match auto_weight_tile(&dev, dtype) {
-                    WeightTile::F16 => f16_tile_values(&w),
-                    _ => w.clone(),
-                };
                 for m in [1usize, 3, 17] {
                     let a = rng.vec(m * k, 1.0);
                     let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
                     let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
                     matmul::matmul(&mut rec, &ta, &tw, &out).unwrap();
                     let what = format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype}");
-                    let want = matmul_ref(&a, &staged, 1, m, n, k, false);
+                    let want = matmul_ref(&a, &w, 1, m, n, k, false);
                     cases.push(Case { what, out, want, tol: tolerance::MATMUL_HALF });
                 }
             }
@@ -236,10 +230,13 @@ fn weight_tiles(dev: &Device) -> Vec<WeightTile> {
     }
 }
 
-/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on `tile` and the checks
-/// it must pass: f32 tiles against the twin on the exact dequantized weights, f16 tiles
-/// against the twin on the weights rounded to f16 and, within one f16 rounding per
-/// weight, against the exact weights (the f32 tile's result). Tolerances scale with
+/// GPU results to compare after the submit: (what, f16 tile's out, f32 tile's out, tolerance).
+type TilePair = (String, Tensor, Tensor, tolerance::Tol);
+
+/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on every weight tile the
+/// device has, and the checks: each tile against the twin on the exact dequantized
+/// weights (the f16 tile holds the integer quants, exact in f16, and applies the scales
+/// in f32), and the f16 tile's result against the f32 tile's. Tolerances scale with
 /// `a_scale · w_scale`.
 #[allow(clippy::too_many_arguments)]
 fn record_block_matmul(
@@ -248,39 +245,42 @@ fn record_block_matmul(
     rng: &mut Rng,
     (m, n, k): (usize, usize, usize),
     (dtype, tw, w): (DType, &Tensor, &[f32]),
-    tile: WeightTile,
-    a_scale: f32,
-    w_scale: f32,
-    cases: &mut Vec<(Case, Option<Vec<f32>>)>,
+    (a_scale, w_scale): (f32, f32),
+    cases: &mut Vec<Case>,
+    pairs: &mut Vec<TilePair>,
 ) {
     let a = rng.vec(m * k, a_scale);
     let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
-    let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
-    matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
-    let what = format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype} {tile:?} tile, |a| {a_scale}, |w| {w_scale}");
     let exact = matmul_ref(&a, w, 1, m, n, k, false);
-    let magnitude = a_scale * w_scale;
-    if tile == WeightTile::F16 {
-        let want = matmul_ref(&a, &f16_tile_values(w), 1, m, n, k, false);
-        let tol = tolerance::MATMUL_F16_TILE.scaled(magnitude);
-        cases.push((Case { what: what.clone(), out: out.clone(), want, tol }, None));
-        let slack = abs_matmul(&a, w, 1, m, n, k, false).iter().map(|s| s * tolerance::F16_TILE_ROUNDING).collect();
-        let what = format!("{what} vs exact weights");
-        cases.push((Case { what, out, want: exact, tol: tolerance::MATMUL_HALF.scaled(magnitude) }, Some(slack)));
-    } else {
-        cases.push((Case { what, out, want: exact, tol: tolerance::MATMUL_HALF.scaled(magnitude) }, None));
+    let shape = format!("a[{m}, {k}] w[{n}, {k}] {dtype}, |a| {a_scale}, |w| {w_scale}");
+    let mut outs = Vec::new();
+    for tile in weight_tiles(dev) {
+        let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+        matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
+        let tol = match tile {
+            WeightTile::F16 => tolerance::MATMUL_F16_TILE,
+            _ => tolerance::MATMUL_HALF,
+        };
+        let what = format!("matmul {shape} {tile:?} tile");
+        cases.push(Case { what, out: out.clone(), want: exact.clone(), tol: tol.scaled(a_scale * w_scale) });
+        outs.push(out);
+    }
+    if let [f32_out, f16_out] = &outs[..] {
+        let tol = tolerance::MATMUL_F16_TILE.scaled(a_scale * w_scale);
+        pairs.push((format!("matmul {shape}: f16 tile vs f32 tile"), f16_out.clone(), f32_out.clone(), tol));
     }
 }
 
-fn check_with_slack(cases: &[(Case, Option<Vec<f32>>)]) {
-    for (c, slack) in cases {
-        let what = &c.what;
-        let got = c.out.to_vec_f32().unwrap();
-        let result = match slack {
-            Some(s) => tolerance::compare_with_slack(&c.what, &got, &c.want, c.tol, s),
-            None => tolerance::compare(&c.what, &got, &c.want, c.tol),
-        };
-        match result {
+/// Check every case (printing its errors) and every f16-vs-f32 tile pair.
+fn check_cases_and_pairs(cases: &[Case], pairs: &[TilePair]) {
+    for c in cases {
+        match tolerance::compare(&c.what, &c.out.to_vec_f32().unwrap(), &c.want, c.tol) {
+            Ok(report) => eprintln!("{}: {report}", c.what),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+    for (what, f16_out, f32_out, tol) in pairs {
+        match tolerance::compare(what, &f16_out.to_vec_f32().unwrap(), &f32_out.to_vec_f32().unwrap(), *tol) {
             Ok(report) => eprintln!("{what}: {report}"),
             Err(msg) => panic!("{msg}"),
         }
@@ -298,61 +298,50 @@ fn gpu_matmul_both_tiles_odd_shapes() {
     let ks = [32usize, 96, 160];
     for dtype in TYPES {
         let mut rec = Recorder::new(&dev);
-        let mut cases = Vec::new();
+        let (mut cases, mut pairs) = (Vec::new(), Vec::new());
         for (j, &n) in ns.iter().enumerate() {
             for (i, &m) in ms.iter().enumerate() {
                 let k = ks[(i + j) % ks.len()];
                 let (bytes, w) = random_weight(&mut rng, dtype, n, k);
                 let tw = upload(&dev, &bytes, n, k, dtype);
-                for tile in weight_tiles(&dev) {
-                    record_block_matmul(
-                        &dev,
-                        &mut rec,
-                        &mut rng,
-                        (m, n, k),
-                        (dtype, &tw, &w),
-                        tile,
-                        1.0,
-                        1.0,
-                        &mut cases,
-                    );
-                }
+                let weight = (dtype, &tw, &w[..]);
+                record_block_matmul(&dev, &mut rec, &mut rng, (m, n, k), weight, (1.0, 1.0), &mut cases, &mut pairs);
             }
         }
         rec.submit().unwrap();
-        check_with_slack(&cases);
+        check_cases_and_pairs(&cases, &pairs);
     }
 }
 
-/// Activations of ±1e4 with scales ×64 (weights up to ±64·|q|max·d, still well inside
-/// f16's range), and a batch of activations sharing one weight.
+/// Activations of ±1e4 with scales ×64, and a batch of activations sharing one weight,
+/// on both tiles.
 #[test]
 fn gpu_matmul_large_magnitudes_and_batches() {
     let dev = test_device();
     let mut rng = Rng::new(58);
     let mut rec = Recorder::new(&dev);
-    let mut cases = Vec::new();
+    let (mut cases, mut pairs) = (Vec::new(), Vec::new());
     for dtype in TYPES {
         let (n, k) = (127, 96);
         let mut gguf = random_blocks(&mut rng, dtype, n * k / 32);
         scale_blocks(dtype, &mut gguf, 64.0);
         let w = quant::dequantize(dtype, &gguf).unwrap();
         let tw = upload(&dev, &quant::repack(dtype, &gguf).unwrap(), n, k, dtype);
+        let weight = (dtype, &tw, &w[..]);
+        record_block_matmul(&dev, &mut rec, &mut rng, (130, n, k), weight, (1e4, 64.0), &mut cases, &mut pairs);
+        // [2, 65, K] activations against the shared [N, K] weight.
+        let a = rng.vec(2 * 65 * k, 1.0);
+        let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
+        let want = matmul_ref(&a, &w, 2, 65, n, k, false);
         for tile in weight_tiles(&dev) {
-            record_block_matmul(&dev, &mut rec, &mut rng, (130, n, k), (dtype, &tw, &w), tile, 1e4, 64.0, &mut cases);
-            // [2, 65, K] activations against the shared [N, K] weight.
-            let a = rng.vec(2 * 65 * k, 1.0);
-            let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
             let out = Tensor::empty(&dev, &[2, 65, n], DType::F32).unwrap();
             matmul::matmul_with(&mut rec, &ta, &tw, &out, tile).unwrap();
-            let staged = if tile == WeightTile::F16 { f16_tile_values(&w) } else { w.clone() };
             let what = format!("matmul a[2, 65, {k}] w[{n}, {k}] {dtype} {tile:?} tile");
-            let want = matmul_ref(&a, &staged, 2, 65, n, k, false);
-            cases.push((Case { what, out, want, tol: tolerance::MATMUL_HALF.scaled(64.0) }, None));
+            cases.push(Case { what, out, want: want.clone(), tol: tolerance::MATMUL_HALF.scaled(64.0) });
         }
     }
     rec.submit().unwrap();
-    check_with_slack(&cases);
+    check_cases_and_pairs(&cases, &pairs);
 }
 
 #[test]

@@ -16,23 +16,25 @@
 //
 // Staging: invocation t stages row r = t % 64 of each slice at k = 8·(t / 64) .. +8: one
 // run of 8 consecutive `a` values and one run of 8 consecutive weights, decoded together
-// by `load_w_run` (weight_runs.wgsl) — a block's (or sub-block's) scales are read once
-// per run, with 32-bit loads, and each weight is decoded once per tile and then shared
-// by all 64 rows of the tile. Consecutive invocations write consecutive words of the
-// staged tiles (no bank conflicts). Rows past M or N read the last row instead (their
-// results are never stored); k past K (dense weights only: block rows are whole blocks)
-// reads as zero, so any shape works.
+// by `load_w_quants` (weight_runs.wgsl) — a block's (or sub-block's) scale and min are
+// read once per run, with 32-bit loads, and each weight is decoded once per tile and
+// then shared by all 64 rows of the tile. Consecutive invocations write consecutive
+// words of the staged tiles (no bank conflicts). Rows past M or N read the last row
+// instead (their results are never stored); k past K (dense weights only: block rows
+// are whole blocks) reads as zero, so any shape works.
 //
-// The weight tile's element type is `WTile`, declared by the prelude kernels/src/shaders.rs
-// puts in front of this file: f32 (`MATMUL`, every device) or f16 (`MATMUL_F16`, which
-// opens with `enable f16;` and is only built on devices with SHADER_F16). f16 halves the
-// weight tile's size and the workgroup-memory bytes read per multiply-add; the
-// multiply-adds stay f32 (f16 × f32 products are exact in f32, accumulation in f32), so
-// the only change is each staged weight rounded to f16 — the CPU twin models exactly that
-// (reference::matmul::f16_tile_values).
+// The weight tile comes in two variants, a file prepended to this one (see
+// kernels/src/shaders.rs), which defines `WTile`, `stage_w` and the scale groups:
+// - matmul_f32.wgsl (`MATMUL`, every device): f32 values, dequantized when staged.
+// - matmul_f16.wgsl (`MATMUL_F16`, SHADER_F16 devices, opens with `enable f16;`): for
+//   block weights the integer quants (exact in f16) plus a per-row scale and offset per
+//   scale group of k (32, or 16 for Q6_K); f16 values for dense weights. Halves the
+//   weight tile and the workgroup-memory bytes read per multiply-add.
+// Either way the slice is summed per scale group g: part = Σ_k a·w_tile (f32 FMAs), then
+// out += part · scale_g − (Σ_k a) · offset_g (scale 1, offset 0 for value tiles).
 //
 // Workgroup memory: a_tile 32 × 64 f32 = 8 KiB, w_tile 32 × 64 WTile = 8 KiB (f32) or
-// 4 KiB (f16): at most 16 KiB, WebGPU's default limit.
+// 4 KiB (f16, plus 768 B of scales and offsets): at most 16 KiB, WebGPU's default limit.
 //
 // Grid: x = ⌈N/64⌉ column tiles, y = ⌈M/64⌉ row tiles, z = batches; when batch exceeds
 // the per-dimension limit a workgroup loops over batches z, z + num_workgroups.z, ...
@@ -87,29 +89,34 @@ fn load_a_run(row: u32, k: u32) -> Run8 {
     );
 }
 
-/// Store 4 consecutive k of row r (tile slots `slot`, `slot + QUADS`, ...; component c).
-fn put4(slot: u32, c: u32, av: vec4<f32>, wv: vec4<f32>) {
-    a_tile[slot][c] = av.x;
-    a_tile[slot + QUADS][c] = av.y;
-    a_tile[slot + 2u * QUADS][c] = av.z;
-    a_tile[slot + 3u * QUADS][c] = av.w;
-    w_tile[slot][c] = WTile(wv.x);
-    w_tile[slot + QUADS][c] = WTile(wv.y);
-    w_tile[slot + 2u * QUADS][c] = WTile(wv.z);
-    w_tile[slot + 3u * QUADS][c] = WTile(wv.w);
+/// Store 4 consecutive k of `a` row r (tile slots `slot`, `slot + QUADS`, ...; component c).
+fn put_a4(slot: u32, c: u32, v: vec4<f32>) {
+    a_tile[slot][c] = v.x;
+    a_tile[slot + QUADS][c] = v.y;
+    a_tile[slot + 2u * QUADS][c] = v.z;
+    a_tile[slot + 3u * QUADS][c] = v.w;
+}
+
+/// Store 4 consecutive k of weight row r, like put_a4.
+fn put_w4(slot: u32, c: u32, v: vec4<f32>) {
+    w_tile[slot][c] = WTile(v.x);
+    w_tile[slot + QUADS][c] = WTile(v.y);
+    w_tile[slot + 2u * QUADS][c] = WTile(v.z);
+    w_tile[slot + 3u * QUADS][c] = WTile(v.w);
 }
 
 /// Stage a[row0.., k0..] and w[col0.., k0..] (64×32 each) into workgroup memory.
 fn stage_slice(t: u32, row0: u32, col0: u32, k0: u32, a_base: u32, w_base: u32) {
     let r = t % BM;
-    let kk = (t / BM) * RUN;
+    let run = t / BM;
+    let kk = run * RUN;
     let gm = min(row0 + r, p.m - 1u);
     let gn = min(col0 + r, p.n - 1u);
-    let av = load_a_run(a_base + gm * p.k, k0 + kk);
-    let wv = load_w_run(w_base + gn * p.k, k0 + kk, p.k);
     let slot = kk * QUADS + r / 4u;
-    put4(slot, r % 4u, av.lo, wv.lo);
-    put4(slot + 4u * QUADS, r % 4u, av.hi, wv.hi);
+    let av = load_a_run(a_base + gm * p.k, k0 + kk);
+    put_a4(slot, r % 4u, av.lo);
+    put_a4(slot + 4u * QUADS, r % 4u, av.hi);
+    stage_w(slot, r % 4u, r, run, load_w_quants(w_base + gn * p.k, k0 + kk, p.k));
 }
 
 @compute @workgroup_size(16, 16)
@@ -136,13 +143,35 @@ fn matmul(
         for (var k0 = 0u; k0 < p.k; k0 += BK) {
             stage_slice(t, row0, col0, k0, a_base, w_base);
             workgroupBarrier();
-            for (var kk = 0u; kk < BK; kk++) {
-                let av = a_tile[kk * QUADS + lid.y];
-                let wv = vec4<f32>(w_tile[kk * QUADS + lid.x]);
-                acc[0] = fma(vec4<f32>(av.x), wv, acc[0]);
-                acc[1] = fma(vec4<f32>(av.y), wv, acc[1]);
-                acc[2] = fma(vec4<f32>(av.z), wv, acc[2]);
-                acc[3] = fma(vec4<f32>(av.w), wv, acc[3]);
+            let gk = group_k();
+            // The last slice of a dense row may end early (staged as zeros past K).
+            let k_len = min(BK, p.k - k0);
+            for (var g = 0u; g * gk < k_len; g++) {
+                // part[i][j] = Σ_k a[row i, k] · w_tile[col j, k] over scale group g.
+                var part: array<vec4<f32>, 4>;
+                var a_sum = vec4<f32>(0.0);
+                for (var i = 0u; i < 4u; i++) {
+                    part[i] = vec4<f32>(0.0);
+                }
+                for (var kk = g * gk; kk < min((g + 1u) * gk, k_len); kk++) {
+                    let av = a_tile[kk * QUADS + lid.y];
+                    let wv = vec4<f32>(w_tile[kk * QUADS + lid.x]);
+                    part[0] = fma(vec4<f32>(av.x), wv, part[0]);
+                    part[1] = fma(vec4<f32>(av.y), wv, part[1]);
+                    part[2] = fma(vec4<f32>(av.z), wv, part[2]);
+                    part[3] = fma(vec4<f32>(av.w), wv, part[3]);
+                    if group_has_offset() {
+                        a_sum += av;
+                    }
+                }
+                let scale = group_scale(g, lid.x);
+                let offset = group_offset(lid.x);
+                for (var i = 0u; i < 4u; i++) {
+                    acc[i] = fma(part[i], scale, acc[i]);
+                    if group_has_offset() {
+                        acc[i] = fma(vec4<f32>(-a_sum[i]), offset, acc[i]);
+                    }
+                }
             }
             // The next slice overwrites the tiles: wait until everyone has read them.
             workgroupBarrier();

@@ -1,9 +1,11 @@
 //! CPU twin for wgsl/matmul.wgsl, and the weight conversions tests use so the twin
 //! multiplies by exactly the values the GPU dequantises.
 //!
-//! With f32 weight tiles the twin is [`matmul`] on the dequantized weights. With f16
-//! weight tiles (`matmul::WeightTile::F16`) the kernel rounds every staged weight to f16
-//! and multiplies in f32: the twin is [`matmul`] on [`f16_tile_values`] of the weights.
+//! The twin of both weight tiles is [`matmul`] on the dequantized weights: f32 tiles
+//! hold them exactly, f16 tiles (`matmul::WeightTile::F16`) hold GGUF blocks' integer
+//! quants (exact in f16) and f16 weights exactly. Only dense f32/bf16 weights on f16
+//! tiles (on request) are rounded when staged: their twin is [`matmul`] on
+//! [`f16_tile_values`] of the weights.
 
 use kiln_tensor::DType;
 
@@ -30,7 +32,7 @@ pub fn matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, 
     out
 }
 
-/// The weights as an f16 weight tile holds them: each rounded to the nearest f16 (ties
+/// Dense weights as an f16 weight tile holds them: each rounded to the nearest f16 (ties
 /// to even; beyond ±65504 infinite), back as f32.
 pub fn f16_tile_values(w: &[f32]) -> Vec<f32> {
     w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
