@@ -1,7 +1,7 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
 //! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended; the
 //! ones that compare or rank logits get `order.wgsl` (order keys, sanitising). `ALL` lists them for the portability test
-//! (naga → MSL / HLSL / SPIR-V).
+//! (naga → MSL / HLSL / SPIR-V); `F16_ALL` the modules that need SHADER_F16.
 
 macro_rules! wgsl {
     ($name:literal) => {
@@ -19,6 +19,24 @@ macro_rules! wgsl {
             include_str!(concat!("../wgsl/matvec_", $family, ".wgsl"))
         )
     };
+    // A tiled-weight kernel: `$directives` (e.g. `enable f16;`, which must open the
+    // module), the weight loaders and run decoders, the tile variant, then the kernel.
+    ($directives:literal + weights + runs + $variant:literal + $name:literal) => {
+        concat!(
+            $directives,
+            include_str!("../wgsl/weights.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_legacy.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_k.wgsl"),
+            "\n",
+            include_str!("../wgsl/weight_runs.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/", $variant, ".wgsl")),
+            "\n",
+            include_str!(concat!("../wgsl/", $name, ".wgsl"))
+        )
+    };
     (weights + $name:literal) => {
         concat!(
             include_str!("../wgsl/weights.wgsl"),
@@ -33,7 +51,10 @@ macro_rules! wgsl {
 }
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
-pub const MATMUL: &str = wgsl!(weights + "matmul");
+/// matmul.wgsl with f32 weight tiles (matmul_f32.wgsl): every device.
+pub const MATMUL: &str = wgsl!("" + weights + runs + "matmul_f32" + "matmul");
+/// matmul.wgsl with f16 weight tiles (matmul_f16.wgsl): only for devices with SHADER_F16.
+pub const MATMUL_F16: &str = wgsl!("enable f16;\n" + weights + runs + "matmul_f16" + "matmul");
 /// The plain matvec for shapes the block matvec does not take (K % 4 != 0, unaligned x).
 pub const MATVEC: &str = wgsl!(weights + "matvec");
 /// The block matvec (matvec_core.wgsl): one module per weight family × reduction.
@@ -76,3 +97,6 @@ pub const ALL: &[(&str, &str)] = &[
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
 ];
+
+/// (module name, source) of the modules that need SHADER_F16 (f16 types in WGSL).
+pub const F16_ALL: &[(&str, &str)] = &[("matmul_f16", MATMUL_F16)];

@@ -10,6 +10,15 @@ pub struct Tol {
     pub rel: f32,
 }
 
+impl Tol {
+    /// This tolerance for a dot product whose inputs are `magnitude` times larger than
+    /// the O(1) data it was set for: the absolute part scales (rounding errors of a sum
+    /// scale with its terms), the relative part does not.
+    pub fn scaled(self, magnitude: f32) -> Tol {
+        Tol { abs: self.abs * magnitude, rel: self.rel }
+    }
+}
+
 /// Elementwise ops on f32 (different exp/tanh implementations, a few ulp).
 pub const ELEMENTWISE: Tol = Tol { abs: 1e-5, rel: 1e-5 };
 /// Row reductions: softmax, log-softmax, norms (summation order differs).
@@ -39,6 +48,23 @@ pub fn matmul_for(dtype: kiln_tensor::DType) -> Tol {
         MATMUL_HALF
     }
 }
+
+/// f16 weight tiles (`matmul::WeightTile::F16`). GGUF block weights: the tile holds the
+/// integer quants (exact in f16) and the kernel applies each scale group's scale and
+/// offset in f32, `scale · Σ a·q − offset · Σ a`, so against the twin on the exact
+/// dequantized weights only summation order differs (the offset term's products round
+/// like the twin's per-weight `q · scale − offset`, at f32's 2⁻²⁴). Dense weights: the
+/// tile holds the values rounded to f16, exact for f16 weights; for f32/bf16 weights
+/// (only on request) the twin on `reference::matmul::f16_tile_values` models that
+/// rounding, assuming the GPU converts f32 → f16 to nearest as the twin does (Vulkan,
+/// Metal and D3D12 GPUs do; WGSL leaves the direction to the implementation).
+pub const MATMUL_F16_TILE: Tol = MATMUL_HALF;
+/// Dense f32/bf16 weights on f16 tiles vs the twin on the exact weights: each staged
+/// weight is off by at most one f16 rounding, a relative 2⁻¹¹ (f16's unit roundoff;
+/// weights below 2⁻¹⁴ are subnormal in f16 and off by at most 2⁻²⁵ absolute), so an
+/// output moves by at most `F16_TILE_ROUNDING · Σ_k |a_k w_k|` beyond [`MATMUL_HALF`]
+/// (see [`compare_with_slack`]).
+pub const F16_TILE_ROUNDING: f32 = 1.0 / 2048.0;
 
 /// Attention: softmax + weighted sum, online on the GPU, two-pass on the CPU.
 pub const ATTENTION: Tol = Tol { abs: 1e-4, rel: 1e-4 };
@@ -99,6 +125,39 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], tol: Tol) -> Result<Report
         Some(i) => Err(format!(
             "{what}: mismatch (tolerance abs {:e} + rel {:e}): {r}; at index {i} got {} want {}",
             tol.abs, tol.rel, got[i], want[i]
+        )),
+    }
+}
+
+/// [`compare`] with element i's absolute tolerance raised by `slack[i]` (an error bound
+/// that varies per element, e.g. `F16_TILE_ROUNDING · Σ_k |a_k w_k|`).
+pub fn compare_with_slack(what: &str, got: &[f32], want: &[f32], tol: Tol, slack: &[f32]) -> Result<Report, String> {
+    if got.len() != want.len() || slack.len() != want.len() {
+        return Err(format!(
+            "{what}: lengths {} (got), {} (want), {} (slack) differ",
+            got.len(),
+            want.len(),
+            slack.len()
+        ));
+    }
+    let mut r = Report::default();
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(slack).enumerate() {
+        if w.is_finite() && g.is_finite() {
+            let abs = (g - w).abs();
+            r.max_abs = r.max_abs.max(abs);
+            if w != 0.0 {
+                r.max_rel = r.max_rel.max(abs / w.abs());
+            }
+        }
+        if r.first_bad.is_none() && !element_ok(g, w, Tol { abs: tol.abs + s, rel: tol.rel }) {
+            r.first_bad = Some(i);
+        }
+    }
+    match r.first_bad {
+        None => Ok(r),
+        Some(i) => Err(format!(
+            "{what}: mismatch (tolerance abs {:e} + slack {:e} + rel {:e}): {r}; at index {i} got {} want {}",
+            tol.abs, slack[i], tol.rel, got[i], want[i]
         )),
     }
 }
