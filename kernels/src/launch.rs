@@ -67,3 +67,11 @@ pub fn expect_no_alias(op: &str, out: &Tensor, inputs: &[&Tensor]) -> Result<()>
     }
     Ok(())
 }
+
+/// Whether kernels with a subgroup variant use it on `dev`: the adapter has wgpu's
+/// SUBGROUP feature and `KILN_NO_SUBGROUPS` is unset, empty or `0` (set it to `1` to force
+/// the workgroup-memory fallback, e.g. to compare the two).
+pub fn subgroups_enabled(dev: &kiln_tensor::Device) -> bool {
+    let forced_off = std::env::var("KILN_NO_SUBGROUPS").is_ok_and(|v| !v.is_empty() && v != "0");
+    dev.features().contains(wgpu::Features::SUBGROUP) && !forced_off
+}

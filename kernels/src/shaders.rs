@@ -31,7 +31,12 @@ pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
 pub const ARGMAX: &str = wgsl!(order + "argmax");
 pub const ROPE: &str = wgsl!("rope");
-pub const ATTENTION: &str = wgsl!("attention");
+/// attention.wgsl with its workgroup-memory `attend` entry point (any adapter).
+pub const ATTENTION: &str =
+    concat!(include_str!("../wgsl/attention_shared.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
+/// attention.wgsl with its subgroup `attend` entry point (adapters with SUBGROUP only).
+pub const ATTENTION_SUBGROUP: &str =
+    concat!(include_str!("../wgsl/attention_subgroup.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
 pub const KV_CACHE: &str = wgsl!("kv_cache");
 pub const SAMPLE: &str = wgsl!(order + "sample");
 pub const TOPN: &str = wgsl!(order + "topn");
@@ -53,3 +58,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
 ];
+
+/// (module name, source) of the modules that use subgroup operations: they validate
+/// only with the SUBGROUP capability, so the portability test checks them separately.
+pub const ALL_SUBGROUP: &[(&str, &str)] = &[("attention_subgroup", ATTENTION_SUBGROUP)];

@@ -1,26 +1,44 @@
 //! Every WGSL module must parse, validate without optional capabilities, and translate
 //! to MSL (Metal), HLSL (DX12) and SPIR-V (Vulkan) for every entry point and every
 //! weight dtype, so a kernel that would break on Metal or DX12 fails here, on a
-//! machine that has neither.
+//! machine that has neither. Modules using subgroup operations (`ALL_SUBGROUP`) are
+//! checked the same way with the SUBGROUP capability (and HLSL shader model 6.0, which
+//! wave intrinsics need). Every specialisation is translated: each weight dtype
+//! (`W_DTYPE`) and both KV-cache storages (`KV_F16` true and false).
 
-use kiln_kernels::shaders::ALL;
+use kiln_kernels::shaders::{ALL, ALL_SUBGROUP};
 use naga::back::{hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn constants_for(module: &naga::Module, w_dtype: f64) -> PipelineConstants {
-    let mut c = PipelineConstants::default();
-    for (_, o) in module.overrides.iter() {
-        if o.name.as_deref() == Some("W_DTYPE") {
-            c.insert("W_DTYPE".to_string(), w_dtype);
+/// The override values each specialisation sets: (name, values to try).
+const SPECIALISATIONS: &[(&str, &[f64])] = &[("W_DTYPE", &[0.0, 1.0, 2.0]), ("KV_F16", &[0.0, 1.0])];
+
+/// Every combination of the specialisation values of the overrides `module` declares.
+fn constant_sets(module: &naga::Module) -> Vec<PipelineConstants> {
+    let mut sets = vec![PipelineConstants::default()];
+    for (name, values) in SPECIALISATIONS {
+        if !module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(*name)) {
+            continue;
         }
+        sets = sets
+            .into_iter()
+            .flat_map(|set| {
+                values.iter().map(move |&v| {
+                    let mut c = set.clone();
+                    c.insert(name.to_string(), v);
+                    c
+                })
+            })
+            .collect();
     }
-    c
+    sets
 }
 
-#[test]
-fn every_module_translates_to_msl_hlsl_and_spirv() {
+/// Parse, validate with `caps` and translate every entry point of every module under
+/// every specialisation; returns the failures.
+fn translate_all(modules: &[(&str, &str)], caps: Capabilities, shader_model: hlsl::ShaderModel) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, source) in ALL {
+    for (name, source) in modules {
         let module = match naga::front::wgsl::parse_str(source) {
             Ok(m) => m,
             Err(e) => {
@@ -28,9 +46,6 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
                 continue;
             }
         };
-        // Only the capability every WebGPU implementation has (`unpack2x16float`, which
-        // naga gates behind SHADER_FLOAT16_IN_FLOAT32): no f16 arithmetic, no subgroups.
-        let caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
             Ok(i) => i,
             Err(e) => {
@@ -38,13 +53,12 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
                 continue;
             }
         };
-        let has_weights = module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("W_DTYPE"));
-        let dtypes: &[f64] = if has_weights { &[0.0, 1.0, 2.0] } else { &[0.0] };
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
         for ep in &module.entry_points {
-            for &w in dtypes {
-                let label = format!("{name}::{} (W_DTYPE={w})", ep.name);
-                let constants = constants_for(&module, w);
+            for constants in constant_sets(&module) {
+                let mut set: Vec<_> = constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                set.sort();
+                let label = format!("{name}::{} ({})", ep.name, set.join(", "));
                 let (m, i) = match naga::back::pipeline_constants::process_overrides(
                     &module,
                     &info,
@@ -61,7 +75,7 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
                 if let Err(e) = msl::write_string(&m, &i, &msl::Options::default(), &msl_pipeline) {
                     failures.push(format!("{label}: MSL: {e}"));
                 }
-                let hlsl_options = hlsl::Options::default();
+                let hlsl_options = hlsl::Options { shader_model, ..Default::default() };
                 let hlsl_pipeline = hlsl::PipelineOptions { entry_point: Some((ep.stage, ep.name.clone())) };
                 let mut out = String::new();
                 if let Err(e) = hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline).write(&m, &i, None) {
@@ -74,12 +88,37 @@ fn every_module_translates_to_msl_hlsl_and_spirv() {
             }
         }
     }
+    failures
+}
+
+#[test]
+fn every_module_translates_to_msl_hlsl_and_spirv() {
+    // Only the capability every WebGPU implementation has (`unpack2x16float`, which
+    // naga gates behind SHADER_FLOAT16_IN_FLOAT32): no f16 arithmetic, no subgroups.
+    let failures = translate_all(ALL, Capabilities::SHADER_FLOAT16_IN_FLOAT32, hlsl::Options::default().shader_model);
     assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n\n"));
 }
 
 #[test]
+fn subgroup_modules_translate_with_the_subgroup_capability() {
+    let caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32 | Capabilities::SUBGROUP;
+    let failures = translate_all(ALL_SUBGROUP, caps, hlsl::ShaderModel::V6_0);
+    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn subgroup_modules_are_refused_without_the_capability() {
+    // The reason they are kept out of `ALL`: an adapter without SUBGROUP must never get them.
+    for (name, source) in ALL_SUBGROUP {
+        let module = naga::front::wgsl::parse_str(source).unwrap();
+        let result = Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16_IN_FLOAT32).validate(&module);
+        assert!(result.is_err(), "{name} validated without SUBGROUP: it belongs in ALL");
+    }
+}
+
+#[test]
 fn every_module_has_a_header_comment() {
-    for (name, source) in ALL {
+    for (name, source) in ALL.iter().chain(ALL_SUBGROUP) {
         let body = source.split("// weights.wgsl").last().unwrap();
         let first_own_line = body.lines().find(|l| l.contains(&format!("{name}.wgsl")));
         assert!(first_own_line.is_some(), "{name}.wgsl must start with a `// {name}.wgsl — ...` header comment");
