@@ -69,7 +69,12 @@ pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
 pub const ARGMAX: &str = wgsl!(order + "argmax");
 pub const ROPE: &str = wgsl!("rope");
-pub const ATTENTION: &str = wgsl!("attention");
+/// attention.wgsl with its workgroup-memory `attend` entry point (any adapter).
+pub const ATTENTION: &str =
+    concat!(include_str!("../wgsl/attention_shared.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
+/// attention.wgsl with its subgroup `attend` entry point (adapters with SUBGROUP only).
+pub const ATTENTION_SUBGROUP: &str =
+    concat!(include_str!("../wgsl/attention_subgroup.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
 pub const KV_CACHE: &str = wgsl!("kv_cache");
 pub const SAMPLE: &str = wgsl!(order + "sample");
 pub const TOPN: &str = wgsl!(order + "topn");
@@ -81,11 +86,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("matmul", MATMUL),
     ("matvec", MATVEC),
     ("matvec_float", MATVEC_FLOAT),
-    ("matvec_float_sg", MATVEC_FLOAT_SG),
     ("matvec_q32", MATVEC_Q32),
-    ("matvec_q32_sg", MATVEC_Q32_SG),
     ("matvec_qk", MATVEC_QK),
-    ("matvec_qk_sg", MATVEC_QK_SG),
     ("embedding", EMBEDDING),
     ("softmax", SOFTMAX),
     ("norm", NORM),
@@ -96,6 +98,16 @@ pub const ALL: &[(&str, &str)] = &[
     ("sample", SAMPLE),
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
+];
+
+/// (module name, source) of the modules that use subgroup operations: they validate
+/// only with the SUBGROUP capability, so the portability test checks them separately,
+/// and kiln builds them only for adapters with SUBGROUP ([`kiln_tensor::Device::subgroups`]).
+pub const ALL_SUBGROUP: &[(&str, &str)] = &[
+    ("attention_subgroup", ATTENTION_SUBGROUP),
+    ("matvec_float_sg", MATVEC_FLOAT_SG),
+    ("matvec_q32_sg", MATVEC_Q32_SG),
+    ("matvec_qk_sg", MATVEC_QK_SG),
 ];
 
 /// (module name, source) of the modules that need SHADER_F16 (f16 types in WGSL).
