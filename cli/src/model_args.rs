@@ -8,7 +8,7 @@ use clap::Args;
 use kiln_model::gguf::chat::{render_chat, ChatMessage};
 use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
 use kiln_model::gguf::GgufFile;
-use kiln_model::{Model, ModelDir, Tokenizer};
+use kiln_model::{KvDtype, Model, ModelDir, Tokenizer};
 use kiln_tensor::Device;
 
 #[derive(Args, Clone)]
@@ -32,9 +32,29 @@ pub struct ModelArgs {
     /// tokens stay single tokens, SmolLM2 gets no BOS).
     #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
     pub gguf_tokenizer: GgufTokenizer,
+    /// How the KV cache stores keys and values.
+    #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
+    pub kv_cache: KvCacheArg,
     /// The prompt text. Without --chat it is tokenized as transformers' `tokenizer(prompt)`
     /// does (the tokenizer's own special tokens, e.g. a BOS, are added).
     pub prompt: Option<String>,
+}
+
+/// `--kv-cache`: f16 halves the cache's memory and the bytes attention reads per token
+/// (values rounded to the nearest f16); f32 keeps the projections' values exactly.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCacheArg {
+    F16,
+    F32,
+}
+
+impl From<KvCacheArg> for KvDtype {
+    fn from(a: KvCacheArg) -> KvDtype {
+        match a {
+            KvCacheArg::F16 => KvDtype::F16,
+            KvCacheArg::F32 => KvDtype::F32,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +176,8 @@ fn load_parts_quietly(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) 
 impl ModelArgs {
     /// Open the model, build the prompt, upload the weights.
     pub fn load(&self, dev: &Device) -> Result<Loaded> {
-        let parts = load_parts(dev, &self.model, self.gguf_tokenizer)?;
+        let mut parts = load_parts(dev, &self.model, self.gguf_tokenizer)?;
+        parts.model.set_kv_dtype(self.kv_cache.into());
         let (prompt_ids, prompt_text) = match (&self.prompt_ids, &self.prompt) {
             (Some(_), Some(_)) => bail!("give either a prompt or --prompt-ids, not both"),
             (Some(_), None) if self.chat => bail!("--chat needs prompt text, not --prompt-ids"),
