@@ -24,6 +24,7 @@ pub mod sample;
 pub mod softmax;
 pub mod topn;
 pub mod reference;
+pub mod selftest;
 pub mod shaders;
 pub mod testing;
 pub mod tolerance;
