@@ -22,6 +22,7 @@ pub mod quant;
 pub mod reference;
 pub mod rope;
 pub mod sample;
+pub mod selftest;
 pub mod shaders;
 pub mod softmax;
 pub mod testing;
