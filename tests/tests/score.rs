@@ -37,10 +37,12 @@ const TINY_TOKEN: Tol = Tol { abs: 1e-3, rel: 0.0 };
 const QWEN_TOKEN: Tol = Tol { abs: 2e-3, rel: 0.0 };
 /// With the default f16 KV cache, K and V are rounded to f16 (transformers keeps f32), and
 /// a K value whose f32 differs by an ulp between two paths (matvec vs matmul projections)
-/// can round to a neighbouring f16. MEASURING.
-const CHUNKED_F16_KV: Tol = Tol { abs: 1.0, rel: 0.0 };
-const TINY_TOKEN_F16_KV: Tol = Tol { abs: 1.0, rel: 0.0 };
-const QWEN_TOKEN_F16_KV: Tol = Tol { abs: 1.0, rel: 0.0 };
+/// can round to a neighbouring f16. Measured on lavapipe (2026-11-29): chunked vs one pass
+/// 4.9e-4 nats, tiny checkpoints vs transformers 6.6e-3, Qwen2.5 Q4_K_M 2.4e-3; each bound
+/// is about three times that.
+const CHUNKED_F16_KV: Tol = Tol { abs: 2e-3, rel: 0.0 };
+const TINY_TOKEN_F16_KV: Tol = Tol { abs: 2e-2, rel: 0.0 };
+const QWEN_TOKEN_F16_KV: Tol = Tol { abs: 1e-2, rel: 0.0 };
 /// The acceptance bound for the answer's total log-prob, in nats.
 const QWEN_ANSWER: f64 = 0.05;
 
@@ -134,14 +136,17 @@ fn check_totals(what: &str, got: &Totals, want: &Value, token: Tol) {
     let bound = token.abs as f64 * got.tokens as f64;
     let d = (got.sum_logprob - want["sum_logprob"].as_f64().unwrap()).abs();
     assert!(d <= bound, "{what}: sum_logprob {} vs {} (bound {bound})", got.sum_logprob, want["sum_logprob"]);
+    // The totals follow from the per-token bound: the mean moves by at most `token.abs`,
+    // perplexity = exp(-mean) by a factor exp(token.abs), bits/byte by bound / (bytes ln 2).
     for key in ["mean_logprob", "perplexity", "bits_per_byte"] {
-        let g = match key {
-            "mean_logprob" => got.mean_logprob,
-            "perplexity" => got.perplexity,
-            _ => got.bits_per_byte,
-        };
         let w = want[key].as_f64().unwrap();
-        assert!((g - w).abs() <= 1e-3 * w.abs().max(1.0), "{what}: {key} {g} vs {w}");
+        let (g, derived) = match key {
+            "mean_logprob" => (got.mean_logprob, token.abs as f64),
+            "perplexity" => (got.perplexity, w.abs() * (token.abs as f64).exp_m1()),
+            _ => (got.bits_per_byte, bound / (got.bytes.max(1) as f64 * std::f64::consts::LN_2)),
+        };
+        let allowed = derived.max(1e-3 * w.abs().max(1.0));
+        assert!((g - w).abs() <= allowed, "{what}: {key} {g} vs {w} (bound {allowed})");
     }
 }
 
