@@ -3,7 +3,7 @@
 //! f32/f16/bf16/GGUF-block weights. More rows go through `matmul`.
 //!
 //! - The **block matvec** (`wgsl/matvec_core.wgsl` with one family file per weight format:
-//!   `matvec_float.wgsl`, `matvec_q32.wgsl`, `matvec_qk.wgsl`) decodes every block once
+//!   `matvec_float.wgsl`, `matvec_q32.wgsl`, `matvec_qk.wgsl`, `matvec_q6k.wgsl`) decodes every block once
 //!   for all M rows, and can fold a norm in front and a bias, SwiGLU/GELU and a residual
 //!   add behind ([`matvec_fused`]). It needs K % 4 == 0 and a 16-byte aligned x.
 //! - The **word matvec** (`wgsl/matvec.wgsl`) takes any shape, without fusions; the plain
@@ -120,9 +120,25 @@ fn out_shape(x: &Tensor, n: usize) -> Vec<usize> {
     s
 }
 
+/// Environment variable that, set to `1`, sends every plain [`matvec`] to the word kernel
+/// (matvec.wgsl: one element per lane, decoded by `load_w`), the kernel kiln used before
+/// the block matvec: `KILN_MATVEC_WORDS=1 kiln bench kernels` measures "before".
+pub const WORDS_ENV: &str = "KILN_MATVEC_WORDS";
+
+fn words_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os(WORDS_ENV).is_some_and(|v| v == "1"))
+}
+
 /// Whether the block matvec takes this x and w: K whole blocks of 16 bytes (4 f32, 8
-/// halves) or of the GGUF type, and x and w 16-byte aligned.
+/// halves) or of the GGUF type, x and w 16-byte aligned, and `KILN_MATVEC_WORDS=1` unset.
 pub fn block_path_applies(x: &Tensor, w: &Tensor) -> bool {
+    !words_forced() && block_shape_fits(x, w)
+}
+
+/// The shape and alignment half of [`block_path_applies`] (the fused matvec has no word
+/// kernel to fall back to).
+fn block_shape_fits(x: &Tensor, w: &Tensor) -> bool {
     let k = x.dim(-1);
     let unit = match w.dtype() {
         DType::F32 => 4,
@@ -132,13 +148,19 @@ pub fn block_path_applies(x: &Tensor, w: &Tensor) -> bool {
     k.is_multiple_of(unit) && x.byte_offset().is_multiple_of(16) && w.byte_offset().is_multiple_of(16)
 }
 
+/// A software adapter (lavapipe, WARP, SwiftShader): it runs few workgroups at a time and
+/// pays for every load instruction, so the block matvec shares loads more widely there.
+fn is_cpu_adapter(dev: &Device) -> bool {
+    dev.info().device_type == wgpu::DeviceType::Cpu
+}
+
 /// Weight rows per workgroup of the block matvec for `m` activation rows. GPUs want many
 /// workgroups in flight, so 2; CPU adapters (lavapipe, WARP, SwiftShader) pay for every
 /// load instruction and run few workgroups at a time, so up to 16 — each x load is then
 /// shared by more weight rows. Bounded by the accumulators (m · rows ≤ 32) and even for
 /// SwiGLU, which pairs gate and up rows.
 fn block_rows(dev: &Device, m: usize, act: Activation) -> usize {
-    let wanted = if dev.info().device_type == wgpu::DeviceType::Cpu { BLOCK_MAX_ROWS } else { 2 };
+    let wanted = if is_cpu_adapter(dev) { BLOCK_MAX_ROWS } else { 2 };
     let rows = wanted.min(BLOCK_ACCS / m).max(1);
     if act == Activation::SwiGlu {
         (rows & !1).max(2)
@@ -190,9 +212,13 @@ fn block_module(dev: &Device, dtype: DType) -> (&'static str, &'static str, &'st
             true => ("matvec_float_sg", shaders::MATVEC_FLOAT_SG, "matvec::float"),
             false => ("matvec_float", shaders::MATVEC_FLOAT, "matvec::float"),
         },
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => match sg {
+        DType::Q4_K | DType::Q5_K => match sg {
             true => ("matvec_qk_sg", shaders::MATVEC_QK_SG, "matvec::qk"),
             false => ("matvec_qk", shaders::MATVEC_QK, "matvec::qk"),
+        },
+        DType::Q6_K => match sg {
+            true => ("matvec_q6k_sg", shaders::MATVEC_Q6K_SG, "matvec::q6k"),
+            false => ("matvec_q6k", shaders::MATVEC_Q6K, "matvec::q6k"),
         },
         _ => match sg {
             true => ("matvec_q32_sg", shaders::MATVEC_Q32_SG, "matvec::q32"),
@@ -216,7 +242,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
     let w_code = expect_float_weight(op, "w", w)?;
     expect_dtype(op, "out", out, DType::F32)?;
     let (rows, n, k) = dims(op, x, w)?;
-    if !block_path_applies(x, w) {
+    if !block_shape_fits(x, w) {
         return Err(TensorError::shape(
             op,
             format!(
@@ -294,6 +320,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         ("BIAS", flag(f.bias.is_some())),
         ("RESIDUAL", flag(f.residual.is_some())),
         ("ACT", act),
+        ("X_REGS", if is_cpu_adapter(&dev) { 32.0 } else { 16.0 }),
     ];
     let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;
     rec.dispatch(Dispatch {

@@ -64,6 +64,8 @@ pub const MATVEC_Q32: &str = wgsl!(matvec "shared" + "q32");
 pub const MATVEC_Q32_SG: &str = wgsl!(matvec "subgroup" + "q32");
 pub const MATVEC_QK: &str = wgsl!(matvec "shared" + "qk");
 pub const MATVEC_QK_SG: &str = wgsl!(matvec "subgroup" + "qk");
+pub const MATVEC_Q6K: &str = wgsl!(matvec "shared" + "q6k");
+pub const MATVEC_Q6K_SG: &str = wgsl!(matvec "subgroup" + "q6k");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
@@ -88,6 +90,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_float", MATVEC_FLOAT),
     ("matvec_q32", MATVEC_Q32),
     ("matvec_qk", MATVEC_QK),
+    ("matvec_q6k", MATVEC_Q6K),
     ("embedding", EMBEDDING),
     ("softmax", SOFTMAX),
     ("norm", NORM),
@@ -108,6 +111,7 @@ pub const ALL_SUBGROUP: &[(&str, &str)] = &[
     ("matvec_float_sg", MATVEC_FLOAT_SG),
     ("matvec_q32_sg", MATVEC_Q32_SG),
     ("matvec_qk_sg", MATVEC_QK_SG),
+    ("matvec_q6k_sg", MATVEC_Q6K_SG),
 ];
 
 /// (module name, source) of the modules that need SHADER_F16 (f16 types in WGSL).

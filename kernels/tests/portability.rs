@@ -43,15 +43,16 @@ fn specialisations(name: &str, module: &naga::Module) -> Vec<Variant> {
 }
 
 /// The block matvec (kernels/src/matvec.rs): each weight code of its family, every row
-/// count M = 1..=16 with the weight rows per workgroup a GPU (2) and a CPU adapter
-/// (min(16, 32 / M)) get, and every fusion (norm × bias × residual × activation) at
+/// count M = 1..=16 with the weight rows per workgroup and loop order a GPU (2 rows) and
+/// a CPU adapter (min(16, 32 / M) rows, 32 x registers) get, and every fusion (norm × bias × residual × activation) at
 /// M = 1 and M = 16.
 fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
     let family = name.trim_end_matches("_sg");
     let codes: &[f64] = match family {
         "matvec_float" => &[0.0, 1.0, 2.0],
         "matvec_q32" => &[3.0, 4.0, 5.0, 6.0, 7.0],
-        "matvec_qk" => &[8.0, 9.0, 10.0],
+        "matvec_qk" => &[8.0, 9.0],
+        "matvec_q6k" => &[10.0],
         other => panic!("unknown block matvec module {other}"),
     };
     let rows_for = |m: usize| {
@@ -64,7 +65,9 @@ fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
     for &w in codes {
         for m in 1..=16usize {
             for rows in rows_for(m) {
-                out.push(vec![("W_DTYPE", w), ("M", m as f64), ("ROWS", rows)]);
+                for x_regs in [16.0, 32.0] {
+                    out.push(vec![("W_DTYPE", w), ("M", m as f64), ("ROWS", rows), ("X_REGS", x_regs)]);
+                }
             }
         }
         for m in [1usize, 16] {

@@ -28,7 +28,7 @@
 //   the scales with packed 32-bit loads.
 // - Each invocation loops over the blocks at stride WG / LANES. Two loop orders, picked
 //   by M (X_IN_REGS):
-//     M · GROUPS ≤ 16: per block, load the run's x for every activation row once (vec4
+//     M · GROUPS ≤ X_REGS: per block, load the run's x for every activation row once (vec4
 //             loads) into registers, then for each weight row decode the run and
 //             accumulate;
 //     larger M: per block and weight row, decode the run, then for each activation row
@@ -68,7 +68,13 @@ override ACT: u32 = 0u;        // 0 none, 1 SwiGLU of (gate, up) row pairs, 2 GE
 // Formats whose elements are d · q + m (Q4_1, Q5_1) or d · sc · q − dmin · m (Q4_K, Q5_K)
 // need Σx per group; the others skip it.
 override HAS_MIN: bool = W_DTYPE == 5u || W_DTYPE == 7u || W_DTYPE == 8u || W_DTYPE == 9u;
-override X_IN_REGS: bool = M * GROUPS <= 16u;
+// Loop order: with X_IN_REGS every activation row's x for the block is loaded once into
+// registers and each decoded weight run is used for all M rows; otherwise each block is
+// decoded once and x re-read (from cache) for every activation row, as llama.cpp's
+// mul_mat_vec does. X_REGS bounds the vec4s of x held: 16 on GPUs (register pressure),
+// 32 on CPU adapters (kernels/src/matvec.rs), where every load instruction costs.
+override X_REGS: u32 = 16u;
+override X_IN_REGS: bool = M * GROUPS <= X_REGS;
 
 const WG: u32 = 32u;
 const MAX_M: u32 = 16u;

@@ -1,21 +1,17 @@
-// matvec_qk.wgsl — GGUF's 256-element "K-quant" super-blocks (Q4_K, Q5_K, Q6_K) in the
+// matvec_qk.wgsl — GGUF's 256-element "K-quant" super-blocks Q4_K and Q5_K in the
 // block matvec (matvec_core.wgsl is the skeleton). Blocks are kiln's repacked layout
 // (quant_k.wgsl / kernels/src/quant/kquants.rs), in 32-bit words:
 //   Q4_K 36 words:  0 d|dmin, 1..3 scales[12], 4..35 qs[128]
 //   Q5_K 44 words:  0 d|dmin, 1..3 scales[12], 4..11 qh[32], 12..43 qs[128]
-//   Q6_K 53 words:  0 d, 1..32 ql[128], 33..48 qh[64], 49..52 scales[16] (i8)
-// Q4_K and Q5_K blocks are whole vec4<u32>s (9 and 11), so they are read 16 bytes at a
-// time; Q6_K's 53-word blocks are read word by word.
+// Both are whole vec4<u32>s (9 and 11), so they are read 16 bytes at a time. Q6_K's
+// 53-word blocks are not: matvec_q6k.wgsl reads them word by word.
 //
 // Four invocations share a super-block (LANES = 4); lane j owns 64 elements as 16
 // groups of 4 and reads its quant words exactly once:
 //   Q4_K/Q5_K: elements 64j..64j+63 = sub-blocks 2j (low nibbles of qs words 8j..8j+7)
 //     and 2j+1 (their high nibbles); their 6-bit scales and mins come from the scale
 //     words (ggml's get_scale_min_k4) and Q5_K's fifth bits are bits 2j, 2j+1 of qh.
-//   Q6_K: with h = j / 2 and c = j % 2, elements 128h + 32(c + 2i) + l (i = 0, 1,
-//     l < 32): the low (i = 0) and high (i = 1) nibbles of ql words 16h + 8c..+7, two
-//     bits each of qh words 8h..8h+7, and the signed scales 8h + 2(c + 2i) + l / 16.
-// Element value: d·sc·q − dmin·m (Q4_K, Q5_K) or d·sc·(q − 32) (Q6_K).
+// Element value: d·sc·q − dmin·m.
 // gguf-py: y = gguf.quants.dequantize(w, type); torch: x @ y.T
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -23,21 +19,11 @@
 const LANES: u32 = 4u;
 const GROUPS: u32 = 16u;
 const BLOCK_ELEMS: u32 = 256u;
-// Index units of w per super-block: vec4s for Q4_K/Q5_K, words for Q6_K.
-override BLOCK_UNITS: u32 = select(select(53u, 11u, W_DTYPE == 9u), 9u, W_DTYPE == 8u);
+// vec4<u32>s per super-block.
+override BLOCK_UNITS: u32 = select(11u, 9u, W_DTYPE == 8u);
 
 fn x_offset(lane: u32, g: u32) -> u32 {
-    if (W_DTYPE == 10u) {
-        let h = lane / 2u;
-        let c = lane % 2u;
-        return 128u * h + 32u * (c + 2u * (g / 8u)) + 4u * (g % 8u);
-    }
     return 64u * lane + 4u * g;
-}
-
-/// Word i of the weights (Q6_K's blocks are not whole vec4s).
-fn word(i: u32) -> u32 {
-    return w[i / 4u][i % 4u];
 }
 
 /// The 4 bytes of `word` shifted right by `shift` and masked with `mask`, as f32.
@@ -64,30 +50,6 @@ fn scale_min(s: vec4<u32>, sb: u32) -> vec2<f32> {
 
 fn decode_run(base: u32, lane: u32) -> Run {
     var r: Run;
-    if (W_DTYPE == 10u) {
-        let h = lane / 2u;
-        let c = lane % 2u;
-        let d = unpack2x16float(word(base)).x;
-        let sa = word(base + 49u + 2u * h);
-        let sb = word(base + 50u + 2u * h);
-        for (var i = 0u; i < 8u; i++) {
-            let ql = word(base + 1u + 16u * h + 8u * c + i);
-            let qh = word(base + 33u + 8u * h + i);
-            // Groups i (first 32 elements) and 8 + i (the 32 after the next 32).
-            for (var half = 0u; half < 2u; half++) {
-                let g = i + 8u * half;
-                let gq = c + 2u * half; // ggml's 32-element group within the half block
-                let q = byte_fields(ql, 4u * half, 0xfu) + 16.0 * byte_fields(qh, 2u * gq, 3u) - 32.0;
-                // Signed scale byte 2·gq + (i ≥ 4) of the half's 8 scales (words sa, sb).
-                let si = 2u * gq + select(0u, 1u, i >= 4u);
-                let sw = select(sb, sa, si < 4u);
-                let sc = bitcast<i32>(sw << (24u - 8u * (si % 4u))) >> 24u;
-                r.q[g] = q;
-                r.scale[g] = d * f32(sc);
-            }
-        }
-        return r;
-    }
     let head = w[base];
     let dm = unpack2x16float(head.x);
     let lo = scale_min(head, 2u * lane);
