@@ -47,10 +47,10 @@ fn check(cases: &[Case]) {
     }
 }
 
-/// Plain block matvec for every format, each M of `ms`, odd N, on `dev`.
-fn row_counts(dev: &Device, seed: u64, ms: &[usize]) {
+/// Plain block matvec for every format in `dtypes`, each M of `ms`, odd N, on `dev`.
+fn row_counts(dev: &Device, seed: u64, dtypes: &[DType], ms: &[usize]) {
     let mut rng = Rng::new(seed);
-    for dtype in FLOATS.iter().chain(&BLOCKS).copied() {
+    for dtype in dtypes.iter().copied() {
         let mut rec = Recorder::new(dev).with_trace();
         let mut cases = Vec::new();
         for (i, &k) in ks(dtype).iter().enumerate() {
@@ -78,11 +78,17 @@ fn row_counts(dev: &Device, seed: u64, ms: &[usize]) {
     }
 }
 
-/// Every M = 1..=16 on the adapter's default path (subgroups where it has them).
+/// One format of each family file (float, 32-element blocks, Q4_K/Q5_K, Q6_K) at every
+/// M = 1..=16, and every other format at M = 1, 3 and 16 (M changes only the shared
+/// skeleton, each pipeline compile costs ~0.5 s on lavapipe), on the adapter's default
+/// path (subgroups where it has them).
 #[test]
 fn every_format_and_row_count() {
     let dev = test_device();
-    row_counts(&dev, 41, &(1..=16).collect::<Vec<_>>());
+    let per_family = [DType::F16, DType::Q5_0, DType::Q4_K, DType::Q6_K];
+    row_counts(&dev, 41, &per_family, &(1..=16).collect::<Vec<_>>());
+    let others: Vec<DType> = FLOATS.iter().chain(&BLOCKS).copied().filter(|d| !per_family.contains(d)).collect();
+    row_counts(&dev, 43, &others, &[1, 3, 16]);
 }
 
 /// The workgroup-memory reduction: a row count of each loop order and accumulator use.
@@ -91,7 +97,8 @@ fn every_format_without_subgroups() {
     let dev = test_device();
     dev.set_subgroups(false);
     assert!(!dev.subgroups());
-    row_counts(&dev, 42, &[1, 2, 5, 16]);
+    let all: Vec<DType> = FLOATS.iter().chain(&BLOCKS).copied().collect();
+    row_counts(&dev, 42, &all, &[1, 5, 16]);
 }
 
 /// Model-sized shapes with large activations: Qwen2.5-0.5B's q_proj (K 896), mlp_down
