@@ -301,7 +301,12 @@ fn gpu_matvec_matches_cpu_dequant() {
         }
     }
     let trace = rec.submit().unwrap().trace;
-    assert!(trace.iter().all(|t| t.kernel == "matvec::matvec"), "block types use the scalar entry point");
+    // K whole super-blocks: every case takes the block matvec, not the per-element kernel.
+    assert!(
+        trace.iter().all(|t| t.kernel == "matvec::qk" || t.kernel == "matvec::q6k"),
+        "K-quants use the block matvec: {:?}",
+        trace.iter().map(|t| t.kernel).collect::<Vec<_>>()
+    );
     for (what, out, want) in cases {
         if let Err(msg) = tolerance::compare(&what, &out.to_vec_f32().unwrap(), &want, tolerance::MATMUL_HALF) {
             panic!("{msg}");
