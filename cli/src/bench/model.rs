@@ -16,7 +16,7 @@ use kiln_tensor::{CounterSnapshot, Device};
 use serde_json::json;
 
 use super::measure::copy_bandwidth;
-use crate::model_args::{load_parts, GgufTokenizer};
+use crate::model_args::load_parts;
 use crate::DeviceArgs;
 
 #[derive(Args)]
@@ -50,7 +50,7 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
     let dev = dev_args.open()?;
     let (model, name) = match (&args.synthetic, &args.model) {
         (Some(name), _) => (load_synthetic(&dev, name, args.dtype.parse::<kiln_model::synthetic::WeightTypes>()?)?, format!("synthetic {name} ({})", args.dtype)),
-        (None, Some(path)) => (load_parts(&dev, path, GgufTokenizer::Transformers)?.model, path.display().to_string()),
+        (None, Some(path)) => (load_parts(&dev, path)?.model, path.display().to_string()),
         (None, None) => bail!("give -m MODEL or --synthetic NAME"),
     };
     let c = model.config();
