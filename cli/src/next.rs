@@ -146,16 +146,16 @@ pub fn run(dev_args: &DeviceArgs, args: NextArgs) -> Result<()> {
             Some(text) => format!("{:?}", plot::truncate(text, 48)),
             None => format!("{} prompt ids", ids.len()),
         };
-        let top = plot::Mark { id: order[0], label: plot::label(order[0], &token(order[0]), logits[order[0]]) };
-        let marks: Vec<plot::Mark> = finds
+        let top = plot::Mark { id: order[0], label: plot::mark_label(order[0], &token(order[0]), logits[order[0]]) };
+        let finds = finds
             .iter()
             .map(|f| {
-                let label = plot::label(f.id, &token(f.id), logits[f.id]);
+                let label = plot::mark_label(f.id, &token(f.id), logits[f.id]);
                 plot::Mark { id: f.id, label: format!("{label} rank {}", rank(&logits, f.id)) }
             })
             .collect();
-        let scene = plot::logits_scene(&logits, &format!("Next-token logits after {prompt}"), &top, &marks);
-        plot::write(path, &scene)?;
+        let title = format!("Next-token logits after {prompt}");
+        plot::write(path, &plot::LogitsPlot { logits: &logits, title, top, finds })?;
         eprintln!("plot written to {}", path.display());
     }
     Ok(())

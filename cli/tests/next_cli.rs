@@ -102,9 +102,10 @@ fn plot_writes_svg_and_png() {
         assert!(stderr.contains("plot written to"), "{stderr}");
     }
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{text}");
+    assert!(text.starts_with("<svg "), "{text}");
+    assert!(text.contains("xmlns=\"http://www.w3.org/2000/svg\""), "{text}");
     assert!(text.trim_end().ends_with("</svg>"));
-    assert!(text.contains("fill=\"#d62728\""), "top marker colour");
+    assert!(text.contains("fill=\"#D62728\""), "top marker colour");
     assert!(text.contains("Next-token logits after &quot;Hello world&quot;"), "title");
     assert!(text.contains("262: &quot; the&quot;"), "find label");
 
@@ -114,6 +115,26 @@ fn plot_writes_svg_and_png() {
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!((info.width, info.height, info.color_type), (960, 480, png::ColorType::Rgb));
     assert!(buf.chunks_exact(3).filter(|p| *p == TOP_RGB).count() >= 11 * 11, "top marker drawn");
+}
+
+/// Labels show each token as the table does, `{:?}` of kiln's token text: here the
+/// first token of "東京" for a byte-level BPE without that word is one byte, escaped.
+#[test]
+fn plot_labels_escape_tokens_like_the_table() {
+    const QWEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/models/qwen2-tiny-tied-f32");
+    let (ok, stdout, stderr) = run(kiln().args(["next", "-m", QWEN, "--json", "Hello", "--find", "東京"]));
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let find = &out["find"][0];
+    let token = find["token"].as_str().unwrap();
+    let label = format!("{}: {token:?}", find["id"]).replace('"', "&quot;");
+
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("qwen.svg");
+    let (ok, _, stderr) = run(kiln().args(["next", "-m", QWEN, "Hello", "--find", "東京", "--plot"]).arg(&svg));
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains(&format!(">{label} (")), "no label {label} in {text}");
 }
 
 #[test]

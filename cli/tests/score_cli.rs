@@ -76,7 +76,8 @@ fn text_json_is_consistent_and_matches_transformers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("text.txt");
     std::fs::write(&path, text).unwrap();
-    let (ok, stdout, stderr) = score(&["--text", path.to_str().unwrap(), "--json"], "");
+    // transformers keeps K and V in f32: compare that cache at the f32 bound.
+    let (ok, stdout, stderr) = score(&["--text", path.to_str().unwrap(), "--json", "--kv-cache", "f32"], "");
     assert!(ok, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
     check_consistent(&v);
@@ -87,16 +88,24 @@ fn text_json_is_consistent_and_matches_transformers() {
     close("bits_per_byte vs transformers", f(&v, "bits_per_byte"), f(&want["totals"], "bits_per_byte"), 1e-3);
 
     // The same text from stdin gives the same numbers.
-    let (ok, stdout, stderr) = score(&["--text", "-", "--json"], text);
+    let (ok, stdout, stderr) = score(&["--text", "-", "--json", "--kv-cache", "f32"], text);
     assert!(ok, "{stderr}");
     let w: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["token_logprobs"], w["token_logprobs"]);
+
+    // The default f16 cache, within its bound (tests/tests/score.rs: 2e-2 nats per token).
+    let (ok, stdout, stderr) = score(&["--text", "-", "--json"], text);
+    assert!(ok, "{stderr}");
+    let h: Value = serde_json::from_str(&stdout).unwrap();
+    check_consistent(&h);
+    close("f16 KV cache: sum_logprob vs transformers", f(&h, "sum_logprob"), f(&want["totals"], "sum_logprob"), 2e-2 * n);
 }
 
 #[test]
 fn answer_json_counts_answer_tokens_only() {
     let want = golden_case("france");
-    let (ok, stdout, stderr) = score(&["--context", "The capital of France is", "--answer", " Paris.", "--json"], "");
+    let args = ["--context", "The capital of France is", "--answer", " Paris.", "--json"];
+    let (ok, stdout, stderr) = score(&[&args[..], &["--kv-cache", "f32"]].concat(), "");
     assert!(ok, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     check_consistent(&v);
@@ -114,6 +123,13 @@ fn answer_json_counts_answer_tokens_only() {
     );
     assert_eq!(v["answer_start"], want["answer_start"]);
     assert_eq!(v["answer"], " Paris.");
+
+    // The default f16 cache, within its bound (2e-2 nats per token).
+    let (ok, stdout, stderr) = score(&args, "");
+    assert!(ok, "{stderr}");
+    let h: Value = serde_json::from_str(&stdout).unwrap();
+    let bound = 2e-2 * answer.len() as f64;
+    close("f16 KV cache: answer_logprob vs transformers", f(&h, "answer_logprob"), f(&want, "answer_logprob"), bound);
 }
 
 #[test]

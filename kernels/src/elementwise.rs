@@ -18,7 +18,15 @@ struct Params {
     _pad: u32,
 }
 
-fn launch(rec: &mut Recorder, entry: &'static str, kernel: &'static str, inputs: &[&Tensor], out: &Tensor, b_len: usize, flops_per_elem: u64) -> Result<()> {
+fn launch(
+    rec: &mut Recorder,
+    entry: &'static str,
+    kernel: &'static str,
+    inputs: &[&Tensor],
+    out: &Tensor,
+    b_len: usize,
+    flops_per_elem: u64,
+) -> Result<()> {
     expect_no_alias(kernel, out, inputs)?;
     let n = out.numel();
     let (workgroups, row_stride) = grid_1d(out, n, WG);
@@ -38,7 +46,14 @@ fn launch(rec: &mut Recorder, entry: &'static str, kernel: &'static str, inputs:
 }
 
 /// `a` op `b` where `b` is either `a`'s shape or a trailing part of it (broadcast).
-fn binary(rec: &mut Recorder, op: &'static str, kernel: &'static str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+fn binary(
+    rec: &mut Recorder,
+    op: &'static str,
+    kernel: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
     expect_same_device(op, &[a, b, out])?;
     for (name, t) in [("a", a), ("b", b), ("out", out)] {
         expect_dtype(op, name, t, DType::F32)?;
@@ -76,7 +91,14 @@ pub fn swiglu(rec: &mut Recorder, gate: &Tensor, up: &Tensor, out: &Tensor) -> R
     launch(rec, op, "elementwise::swiglu", &[gate, up], out, up.numel(), 5)
 }
 
-fn unary(rec: &mut Recorder, op: &'static str, kernel: &'static str, a: &Tensor, out: &Tensor, flops: u64) -> Result<()> {
+fn unary(
+    rec: &mut Recorder,
+    op: &'static str,
+    kernel: &'static str,
+    a: &Tensor,
+    out: &Tensor,
+    flops: u64,
+) -> Result<()> {
     expect_same_device(op, &[a, out])?;
     expect_dtype(op, "a", a, DType::F32)?;
     expect_dtype(op, "out", out, DType::F32)?;

@@ -41,9 +41,17 @@ pub fn embedding_block(rec: &mut Recorder, ids: &Tensor, block: &Tensor, first_i
     gather(rec, ids, block, first_id, true, out)
 }
 
-fn gather(rec: &mut Recorder, ids: &Tensor, table: &Tensor, first_id: usize, skip_outside: bool, out: &Tensor) -> Result<()> {
+fn gather(
+    rec: &mut Recorder,
+    ids: &Tensor,
+    table: &Tensor,
+    first_id: usize,
+    skip_outside: bool,
+    out: &Tensor,
+) -> Result<()> {
     let op = "embedding";
-    let id_base = u32::try_from(first_id).map_err(|_| TensorError::param("first_id", format!("{first_id} exceeds u32")))?;
+    let id_base =
+        u32::try_from(first_id).map_err(|_| TensorError::param("first_id", format!("{first_id} exceeds u32")))?;
     expect_same_device(op, &[ids, table, out])?;
     expect_dtype(op, "ids", ids, DType::U32)?;
     let w_dtype = expect_float_weight(op, "table", table)?;

@@ -63,7 +63,17 @@ pub fn expect_u32_len(op: &str, n: usize) -> Result<u32> {
 /// so an output must not share storage with any input.
 pub fn expect_no_alias(op: &str, out: &Tensor, inputs: &[&Tensor]) -> Result<()> {
     if inputs.iter().any(|i| i.same_storage(out)) {
-        return Err(TensorError::shape(op, "the output must be a different buffer from every input (no in-place kernels)"));
+        return Err(TensorError::shape(
+            op,
+            "the output must be a different buffer from every input (no in-place kernels)",
+        ));
     }
     Ok(())
+}
+
+/// Whether kernels with a subgroup variant use it on `dev`: [`kiln_tensor::Device::subgroups`]
+/// (the adapter has SUBGROUP, and neither `KILN_NO_SUBGROUPS=1` nor `set_subgroups(false)`
+/// turned them off, e.g. to compare with the workgroup-memory fallback).
+pub fn subgroups_enabled(dev: &kiln_tensor::Device) -> bool {
+    dev.subgroups()
 }

@@ -1,36 +1,100 @@
-//! Launcher for `wgsl/matvec.wgsl`: `out = x · wᵀ` for one activation row (decode) or a
-//! few (up to [`MAX_ROWS`], short prefills), f32 activations with f32/f16/bf16/GGUF-block
-//! weights. More rows go through `matmul`.
+//! Launchers for the matvec kernels: `out = x · wᵀ` for one activation row (decode) or
+//! a few (up to [`MAX_ROWS`]: batched decode, short prefills), f32 activations with
+//! f32/f16/bf16/GGUF-block weights. More rows go through `matmul`.
+//!
+//! - The **block matvec** (`wgsl/matvec_core.wgsl` with one family file per weight format:
+//!   `matvec_float.wgsl`, `matvec_q32.wgsl`, `matvec_qk.wgsl`, `matvec_q6k.wgsl`) decodes every block once
+//!   for all M rows, and can fold a norm in front and a bias, SwiGLU/GELU and a residual
+//!   add behind ([`matvec_fused`]). It needs K % 4 == 0 and a 16-byte aligned x.
+//! - The **word matvec** (`wgsl/matvec.wgsl`) takes any shape, without fusions; the plain
+//!   [`matvec`] uses it where the block matvec does not apply.
+//!
+//! Both have a subgroup and a workgroup-memory variant of their reduction where it
+//! matters: the block matvec uses `subgroupAdd` when [`Device::subgroups`] is on.
 
 use bytemuck::{Pod, Zeroable};
-use kiln_tensor::{DType, Dispatch, Recorder, Result, Tensor, TensorError};
+use kiln_tensor::{DType, Device, Dispatch, Recorder, Result, Tensor, TensorError};
 
-use crate::launch::{expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, grid_1d};
-use crate::shaders::MATVEC;
+use crate::launch::{
+    expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, grid_1d,
+};
+use crate::shaders;
 
-/// Output rows per workgroup (ROWS in matvec.wgsl).
-const ROWS: u32 = 8;
+/// Accumulators per invocation of the block matvec (NACC in matvec_core.wgsl): the
+/// activation rows times the weight rows of a workgroup.
+const BLOCK_ACCS: usize = 32;
+/// Most weight rows per workgroup of the block matvec (MAX_ROWS in matvec_core.wgsl).
+const BLOCK_MAX_ROWS: usize = 16;
+/// Output rows per workgroup of the word matvec (ROWS in matvec.wgsl).
+const WORD_ROWS: u32 = 8;
 
-/// Most activation rows one matvec takes: each row re-reads the weights, so past a few
-/// rows a tiled matmul (which reads each weight tile once per 64 rows) is the better kernel.
+/// Most activation rows one matvec takes (MAX_M in matvec_core.wgsl). Past that a tiled
+/// matmul, which reuses each weight tile for 64 rows, is the better kernel.
 pub const MAX_ROWS: usize = 16;
+
+/// A norm folded in front of the matvec: x is normalised (per activation row, over K)
+/// as it is loaded, so no normalised copy of x is written.
+#[derive(Clone, Copy)]
+pub enum FoldedNorm<'a> {
+    /// `x * rsqrt(mean(x²) + eps) * weight` (Qwen2RMSNorm / LlamaRMSNorm).
+    Rms { weight: &'a Tensor, eps: f32 },
+    /// `(x - mean) * rsqrt(var + eps) * weight + bias` (nn.LayerNorm).
+    Layer { weight: &'a Tensor, bias: &'a Tensor, eps: f32 },
+}
+
+/// The activation applied in the matvec's epilogue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    None,
+    /// `F.silu(y[:, :N/2]) * y[:, N/2:]`: w holds the gate rows, then the up rows.
+    SwiGlu,
+    /// `F.gelu(y, approximate="tanh")`.
+    GeluTanh,
+}
+
+/// What [`matvec_fused`] does around `x · wᵀ`, in order: norm, (matvec), bias,
+/// activation, residual.
+#[derive(Clone, Copy, Default)]
+pub struct Fusion<'a> {
+    pub norm: Option<FoldedNorm<'a>>,
+    /// `[N]` f32, added before the activation.
+    pub bias: Option<&'a Tensor>,
+    pub act: Activation,
+    /// `[M, N_out]` f32, added last (a residual connection).
+    pub residual: Option<&'a Tensor>,
+}
+
+/// Mirrors `Params` in matvec_core.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BlockParams {
+    n: u32,
+    k: u32,
+    n_out: u32,
+    groups_per_row: u32,
+    eps: f32,
+    _pad: [u32; 3],
+}
 
 /// Mirrors `Params` in matvec.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+struct WordParams {
     n: u32,
     k: u32,
     row_stride: u32,
     _pad: u32,
 }
 
-/// Check `x` has at most MAX_ROWS rows and `w` is `[N, K]` with x's K; returns
-/// (rows, N, K, out's shape).
-fn dims(op: &str, x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize, Vec<usize>)> {
+/// Check `x` has at most MAX_ROWS rows and `w` is `[N, K]` with x's K; returns (rows, N, K).
+fn dims(op: &str, x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
     let (lead, k) = x.shape().split_at(x.rank() - 1);
     let k = k[0];
     let rows: usize = lead.iter().product();
+    if rows == 0 {
+        return Err(TensorError::shape(op, format!("x {:?} has no rows", x.shape())));
+    }
     if rows > MAX_ROWS {
         return Err(TensorError::shape(
             op,
@@ -46,18 +110,63 @@ fn dims(op: &str, x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize, Vec<us
             format!("K mismatch: x {:?} has K = {k} but w {:?} has K = {wk}", x.shape(), w.shape()),
         ));
     }
-    let mut out_shape = x.shape().to_vec();
-    *out_shape.last_mut().unwrap() = n;
-    Ok((rows, n, k, out_shape))
+    Ok((rows, n, k))
 }
 
-/// Whether the 16-byte-load entry point applies: whole vec4s per row and aligned bindings.
-fn can_use_vec4(x: &Tensor, w: &Tensor, k: usize) -> bool {
-    if w.dtype().is_quantized() {
-        return false; // block types decode through load_w in the scalar entry point
+/// `x`'s shape with its last dimension replaced by `n`.
+fn out_shape(x: &Tensor, n: usize) -> Vec<usize> {
+    let mut s = x.shape().to_vec();
+    *s.last_mut().unwrap() = n;
+    s
+}
+
+/// Environment variable that, set to `1`, sends every plain [`matvec`] to the word kernel
+/// (matvec.wgsl: one element per lane, decoded by `load_w`), the kernel kiln used before
+/// the block matvec: `KILN_MATVEC_WORDS=1 kiln bench kernels` measures "before".
+pub const WORDS_ENV: &str = "KILN_MATVEC_WORDS";
+
+fn words_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os(WORDS_ENV).is_some_and(|v| v == "1"))
+}
+
+/// Whether the block matvec takes this x and w: K whole blocks of 16 bytes (4 f32, 8
+/// halves) or of the GGUF type, x and w 16-byte aligned, and `KILN_MATVEC_WORDS=1` unset.
+pub fn block_path_applies(x: &Tensor, w: &Tensor) -> bool {
+    !words_forced() && block_shape_fits(x, w)
+}
+
+/// The shape and alignment half of [`block_path_applies`] (the fused matvec has no word
+/// kernel to fall back to).
+fn block_shape_fits(x: &Tensor, w: &Tensor) -> bool {
+    let k = x.dim(-1);
+    let unit = match w.dtype() {
+        DType::F32 => 4,
+        DType::F16 | DType::BF16 => 8,
+        other => other.block_size(),
+    };
+    k.is_multiple_of(unit) && x.byte_offset().is_multiple_of(16) && w.byte_offset().is_multiple_of(16)
+}
+
+/// A software adapter (lavapipe, WARP, SwiftShader): it runs few workgroups at a time and
+/// pays for every load instruction, so the block matvec shares loads more widely there.
+fn is_cpu_adapter(dev: &Device) -> bool {
+    dev.info().device_type == wgpu::DeviceType::Cpu
+}
+
+/// Weight rows per workgroup of the block matvec for `m` activation rows. GPUs want many
+/// workgroups in flight, so 2; CPU adapters (lavapipe, WARP, SwiftShader) pay for every
+/// load instruction and run few workgroups at a time, so up to 16 — each x load is then
+/// shared by more weight rows. Bounded by the accumulators (m · rows ≤ 32) and even for
+/// SwiGLU, which pairs gate and up rows.
+fn block_rows(dev: &Device, m: usize, act: Activation) -> usize {
+    let wanted = if is_cpu_adapter(dev) { BLOCK_MAX_ROWS } else { 2 };
+    let rows = wanted.min(BLOCK_ACCS / m).max(1);
+    if act == Activation::SwiGlu {
+        (rows & !1).max(2)
+    } else {
+        rows
     }
-    let per_vec4 = if w.dtype() == DType::F32 { 4 } else { 8 };
-    k.is_multiple_of(per_vec4) && x.byte_offset().is_multiple_of(16) && w.byte_offset().is_multiple_of(16)
 }
 
 /// `out = x · wᵀ` for one or a few rows — PyTorch `F.linear(x, w)` (no bias).
@@ -66,27 +175,24 @@ fn can_use_vec4(x: &Tensor, w: &Tensor, k: usize) -> bool {
 /// - `w`: `[N, K]`, f32, f16, bf16 or a GGUF block type.
 /// - `out`: f32 x's shape with K replaced by N.
 pub fn matvec(rec: &mut Recorder, x: &Tensor, w: &Tensor, out: &Tensor) -> Result<()> {
+    if block_path_applies(x, w) {
+        return matvec_fused(rec, x, w, &Fusion::default(), out);
+    }
     let op = "matvec";
     expect_same_device(op, &[x, w, out])?;
     expect_dtype(op, "x", x, DType::F32)?;
     let w_code = expect_float_weight(op, "w", w)?;
     expect_dtype(op, "out", out, DType::F32)?;
-    let (rows, n, k, out_shape) = dims(op, x, w)?;
-    expect_shape(op, "out", out, &out_shape)?;
+    let (rows, n, k) = dims(op, x, w)?;
+    expect_shape(op, "out", out, &out_shape(x, n))?;
     expect_no_alias(op, out, &[x, w])?;
     expect_u32_len(op, w.numel())?;
-
-    let (entry, kernel) = if can_use_vec4(x, w, k) {
-        ("matvec_vec4", "matvec::matvec_vec4")
-    } else {
-        ("matvec", "matvec::matvec")
-    };
-    let (mut workgroups, row_stride) = grid_1d(out, n, ROWS);
+    let (mut workgroups, row_stride) = grid_1d(out, n, WORD_ROWS);
     workgroups[2] = rows as u32; // z: the row of x
-    let params = Params { n: n as u32, k: k as u32, row_stride, _pad: 0 };
-    let pipeline = rec.device().pipeline("matvec", MATVEC, entry, &[("W_DTYPE", w_code as f64)])?;
+    let params = WordParams { n: n as u32, k: k as u32, row_stride, _pad: 0 };
+    let pipeline = rec.device().pipeline("matvec", shaders::MATVEC, "matvec", &[("W_DTYPE", w_code as f64)])?;
     rec.dispatch(Dispatch {
-        kernel,
+        kernel: "matvec::words",
         pipeline: &pipeline,
         inputs: &[x, w],
         outputs: &[out],
@@ -95,4 +201,148 @@ pub fn matvec(rec: &mut Recorder, x: &Tensor, w: &Tensor, out: &Tensor) -> Resul
         flops: 2 * rows as u64 * n as u64 * k as u64,
         bytes: w.byte_len() + x.byte_len() + out.byte_len(),
     })
+}
+
+/// The block matvec's module for `w`'s format on `dev` (subgroup variant when enabled):
+/// (module name, source, trace name).
+fn block_module(dev: &Device, dtype: DType) -> (&'static str, &'static str, &'static str) {
+    let sg = dev.subgroups();
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => match sg {
+            true => ("matvec_float_sg", shaders::MATVEC_FLOAT_SG, "matvec::float"),
+            false => ("matvec_float", shaders::MATVEC_FLOAT, "matvec::float"),
+        },
+        DType::Q4_K | DType::Q5_K => match sg {
+            true => ("matvec_qk_sg", shaders::MATVEC_QK_SG, "matvec::qk"),
+            false => ("matvec_qk", shaders::MATVEC_QK, "matvec::qk"),
+        },
+        DType::Q6_K => match sg {
+            true => ("matvec_q6k_sg", shaders::MATVEC_Q6K_SG, "matvec::q6k"),
+            false => ("matvec_q6k", shaders::MATVEC_Q6K, "matvec::q6k"),
+        },
+        _ => match sg {
+            true => ("matvec_q32_sg", shaders::MATVEC_Q32_SG, "matvec::q32"),
+            false => ("matvec_q32", shaders::MATVEC_Q32, "matvec::q32"),
+        },
+    }
+}
+
+/// `out = residual + act(norm(x) · wᵀ + bias)` in one dispatch (each part optional, see
+/// [`Fusion`]) — the block matvec.
+///
+/// - `x`: f32 `[.., K]` with 1..=[`MAX_ROWS`] rows, K % 4 == 0, 16-byte aligned.
+/// - `w`: `[N, K]`, f32, f16, bf16 or a GGUF block type. With [`Activation::SwiGlu`] its
+///   first N/2 rows are the gate projection and the last N/2 the up projection.
+/// - norm weight/bias `[K]` f32; `bias` `[N]` f32; `residual` and `out` f32 x's shape
+///   with K replaced by N_out (N, or N/2 with SwiGLU).
+pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out: &Tensor) -> Result<()> {
+    let op = "matvec_fused";
+    expect_same_device(op, &[x, w, out])?;
+    expect_dtype(op, "x", x, DType::F32)?;
+    let w_code = expect_float_weight(op, "w", w)?;
+    expect_dtype(op, "out", out, DType::F32)?;
+    let (rows, n, k) = dims(op, x, w)?;
+    if !block_shape_fits(x, w) {
+        return Err(TensorError::shape(
+            op,
+            format!(
+                "x {:?} with {} weights needs K % 4 == 0 (f32), K % 8 == 0 (f16, bf16) or whole blocks, and 16-byte aligned x and w (byte offsets {}, {})",
+                x.shape(),
+                w.dtype(),
+                x.byte_offset(),
+                w.byte_offset()
+            ),
+        ));
+    }
+    let n_out = if f.act == Activation::SwiGlu {
+        if !n.is_multiple_of(2) {
+            return Err(TensorError::shape(op, format!("SwiGLU needs w's gate and up rows stacked: N = {n} is odd")));
+        }
+        n / 2
+    } else {
+        n
+    };
+    let want_out = out_shape(x, n_out);
+    expect_shape(op, "out", out, &want_out)?;
+    let mut inputs: Vec<&Tensor> = vec![x, w, x, x, x, x];
+    let (norm, eps) = match f.norm {
+        None => (0, 0.0),
+        Some(FoldedNorm::Rms { weight, eps }) => {
+            expect_vector(op, "norm weight", weight, k)?;
+            inputs[2] = weight;
+            (1, eps)
+        }
+        Some(FoldedNorm::Layer { weight, bias, eps }) => {
+            expect_vector(op, "norm weight", weight, k)?;
+            expect_vector(op, "norm bias", bias, k)?;
+            inputs[2] = weight;
+            inputs[3] = bias;
+            (2, eps)
+        }
+    };
+    if let Some(b) = f.bias {
+        expect_vector(op, "bias", b, n)?;
+        inputs[4] = b;
+    }
+    if let Some(r) = f.residual {
+        expect_dtype(op, "residual", r, DType::F32)?;
+        expect_shape(op, "residual", r, &want_out)?;
+        inputs[5] = r;
+    }
+    expect_same_device(op, &inputs)?;
+    expect_no_alias(op, out, &inputs)?;
+    expect_u32_len(op, w.numel())?;
+
+    let dev = rec.device().clone();
+    let (module, source, kernel) = block_module(&dev, w.dtype());
+    let rows_per_group = block_rows(&dev, rows, f.act);
+    let groups = n.div_ceil(rows_per_group);
+    let (workgroups, invocations_per_row) = grid_1d(out, groups, 1);
+    let params = BlockParams {
+        n: n as u32,
+        k: k as u32,
+        n_out: n_out as u32,
+        groups_per_row: invocations_per_row,
+        eps,
+        _pad: [0; 3],
+    };
+    let act = match f.act {
+        Activation::None => 0.0,
+        Activation::SwiGlu => 1.0,
+        Activation::GeluTanh => 2.0,
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let overrides = [
+        ("W_DTYPE", w_code as f64),
+        ("M", rows as f64),
+        ("ROWS", rows_per_group as f64),
+        ("NORM", norm as f64),
+        ("BIAS", flag(f.bias.is_some())),
+        ("RESIDUAL", flag(f.residual.is_some())),
+        ("ACT", act),
+        ("X_REGS", if is_cpu_adapter(&dev) { 32.0 } else { 16.0 }),
+    ];
+    let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;
+    rec.dispatch(Dispatch {
+        kernel,
+        pipeline: &pipeline,
+        inputs: &inputs,
+        outputs: &[out],
+        params: bytemuck::bytes_of(&params),
+        workgroups,
+        flops: 2 * rows as u64 * n as u64 * k as u64,
+        bytes: w.byte_len() + x.byte_len() + out.byte_len(),
+    })
+}
+
+fn expect_vector(op: &str, name: &str, t: &Tensor, len: usize) -> Result<()> {
+    expect_dtype(op, name, t, DType::F32)?;
+    expect_shape(op, name, t, &[len])?;
+    if !t.byte_offset().is_multiple_of(16) {
+        return Err(TensorError::shape(
+            op,
+            format!("{name} must start 16-byte aligned (byte offset {})", t.byte_offset()),
+        ));
+    }
+    Ok(())
 }

@@ -36,7 +36,10 @@ impl RopeTable {
     /// positive, `theta` finite and positive.
     pub fn new(device: &Device, head_dim: usize, theta: f32, max_positions: usize) -> Result<RopeTable> {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
-            return Err(TensorError::param("head_dim", format!("RoPE needs an even, positive head_dim, got {head_dim}")));
+            return Err(TensorError::param(
+                "head_dim",
+                format!("RoPE needs an even, positive head_dim, got {head_dim}"),
+            ));
         }
         if !theta.is_finite() || theta <= 0.0 {
             return Err(TensorError::param("theta", format!("RoPE theta must be finite and positive, got {theta}")));
@@ -66,7 +69,14 @@ struct Params {
 
 /// Rotate `x` f32 `[seq, n_heads, head_dim]` into `out` (same shape); token i sits at
 /// position `pos_offset + i`, which must be inside the table.
-pub fn rope(rec: &mut Recorder, x: &Tensor, table: &RopeTable, pos_offset: usize, mode: RopeMode, out: &Tensor) -> Result<()> {
+pub fn rope(
+    rec: &mut Recorder,
+    x: &Tensor,
+    table: &RopeTable,
+    pos_offset: usize,
+    mode: RopeMode,
+    out: &Tensor,
+) -> Result<()> {
     let op = "rope";
     expect_same_device(op, &[x, &table.cos_sin, out])?;
     expect_dtype(op, "x", x, DType::F32)?;
@@ -78,7 +88,11 @@ pub fn rope(rec: &mut Recorder, x: &Tensor, table: &RopeTable, pos_offset: usize
     if head_dim != table.head_dim {
         return Err(TensorError::shape(
             op,
-            format!("x head_dim {head_dim} (shape {:?}) differs from the table's head_dim {}", x.shape(), table.head_dim),
+            format!(
+                "x head_dim {head_dim} (shape {:?}) differs from the table's head_dim {}",
+                x.shape(),
+                table.head_dim
+            ),
         ));
     }
     expect_shape(op, "out", out, x.shape())?;

@@ -128,19 +128,30 @@ pub struct SampleBuffers {
 
 impl SampleBuffers {
     /// `history` and `bias`, when given, are `[rows, n]` row-major.
-    pub fn new(dev: &Device, rows: &[SampleRow], n: usize, history: Option<&[u32]>, bias: Option<&[f32]>) -> Result<Self> {
+    pub fn new(
+        dev: &Device,
+        rows: &[SampleRow],
+        n: usize,
+        history: Option<&[u32]>,
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
         let op = "sample";
         let r = rows.len();
         if r == 0 || r > MAX_ROWS || n == 0 {
             return Err(TensorError::Shape {
                 op: op.into(),
-                detail: format!("a batch needs 1..={MAX_ROWS} rows and a vocabulary of at least 1, got {r} rows, n = {n}"),
+                detail: format!(
+                    "a batch needs 1..={MAX_ROWS} rows and a vocabulary of at least 1, got {r} rows, n = {n}"
+                ),
             });
         }
         let n_chunks = n.div_ceil(CHUNK);
         let check_len = |name: &str, len: usize| {
             if len != r * n {
-                return Err(TensorError::Shape { op: op.into(), detail: format!("{name} has {len} entries, expected rows * n = {}", r * n) });
+                return Err(TensorError::Shape {
+                    op: op.into(),
+                    detail: format!("{name} has {len} entries, expected rows * n = {}", r * n),
+                });
             }
             Ok(())
         };

@@ -1,7 +1,7 @@
 //! Every WGSL module, embedded at compile time. Modules that read weights get the
 //! shared `weights.wgsl` loader (and the GGUF block decoders it calls) prepended; the
 //! ones that compare or rank logits get `order.wgsl` (order keys, sanitising). `ALL` lists them for the portability test
-//! (naga → MSL / HLSL / SPIR-V).
+//! (naga → MSL / HLSL / SPIR-V); `F16_ALL` the modules that need SHADER_F16.
 
 macro_rules! wgsl {
     ($name:literal) => {
@@ -9,6 +9,33 @@ macro_rules! wgsl {
     };
     (order + $name:literal) => {
         concat!(include_str!("../wgsl/order.wgsl"), "\n", include_str!(concat!("../wgsl/", $name, ".wgsl")))
+    };
+    (matvec $reduce:literal + $family:literal) => {
+        concat!(
+            include_str!("../wgsl/matvec_core.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/matvec_reduce_", $reduce, ".wgsl")),
+            "\n",
+            include_str!(concat!("../wgsl/matvec_", $family, ".wgsl"))
+        )
+    };
+    // A tiled-weight kernel: `$directives` (e.g. `enable f16;`, which must open the
+    // module), the weight loaders and run decoders, the tile variant, then the kernel.
+    ($directives:literal + weights + runs + $variant:literal + $name:literal) => {
+        concat!(
+            $directives,
+            include_str!("../wgsl/weights.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_legacy.wgsl"),
+            "\n",
+            include_str!("../wgsl/quant_k.wgsl"),
+            "\n",
+            include_str!("../wgsl/weight_runs.wgsl"),
+            "\n",
+            include_str!(concat!("../wgsl/", $variant, ".wgsl")),
+            "\n",
+            include_str!(concat!("../wgsl/", $name, ".wgsl"))
+        )
     };
     (weights + $name:literal) => {
         concat!(
@@ -24,14 +51,32 @@ macro_rules! wgsl {
 }
 
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
-pub const MATMUL: &str = wgsl!(weights + "matmul");
+/// matmul.wgsl with f32 weight tiles (matmul_f32.wgsl): every device.
+pub const MATMUL: &str = wgsl!("" + weights + runs + "matmul_f32" + "matmul");
+/// matmul.wgsl with f16 weight tiles (matmul_f16.wgsl): only for devices with SHADER_F16.
+pub const MATMUL_F16: &str = wgsl!("enable f16;\n" + weights + runs + "matmul_f16" + "matmul");
+/// The plain matvec for shapes the block matvec does not take (K % 4 != 0, unaligned x).
 pub const MATVEC: &str = wgsl!(weights + "matvec");
+/// The block matvec (matvec_core.wgsl): one module per weight family × reduction.
+pub const MATVEC_FLOAT: &str = wgsl!(matvec "shared" + "float");
+pub const MATVEC_FLOAT_SG: &str = wgsl!(matvec "subgroup" + "float");
+pub const MATVEC_Q32: &str = wgsl!(matvec "shared" + "q32");
+pub const MATVEC_Q32_SG: &str = wgsl!(matvec "subgroup" + "q32");
+pub const MATVEC_QK: &str = wgsl!(matvec "shared" + "qk");
+pub const MATVEC_QK_SG: &str = wgsl!(matvec "subgroup" + "qk");
+pub const MATVEC_Q6K: &str = wgsl!(matvec "shared" + "q6k");
+pub const MATVEC_Q6K_SG: &str = wgsl!(matvec "subgroup" + "q6k");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
 pub const ARGMAX: &str = wgsl!(order + "argmax");
 pub const ROPE: &str = wgsl!("rope");
-pub const ATTENTION: &str = wgsl!("attention");
+/// attention.wgsl with its workgroup-memory `attend` entry point (any adapter).
+pub const ATTENTION: &str =
+    concat!(include_str!("../wgsl/attention_shared.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
+/// attention.wgsl with its subgroup `attend` entry point (adapters with SUBGROUP only).
+pub const ATTENTION_SUBGROUP: &str =
+    concat!(include_str!("../wgsl/attention_subgroup.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
 pub const KV_CACHE: &str = wgsl!("kv_cache");
 pub const SAMPLE: &str = wgsl!(order + "sample");
 pub const TOPN: &str = wgsl!(order + "topn");
@@ -42,6 +87,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("elementwise", ELEMENTWISE),
     ("matmul", MATMUL),
     ("matvec", MATVEC),
+    ("matvec_float", MATVEC_FLOAT),
+    ("matvec_q32", MATVEC_Q32),
+    ("matvec_qk", MATVEC_QK),
+    ("matvec_q6k", MATVEC_Q6K),
     ("embedding", EMBEDDING),
     ("softmax", SOFTMAX),
     ("norm", NORM),
@@ -53,3 +102,17 @@ pub const ALL: &[(&str, &str)] = &[
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
 ];
+
+/// (module name, source) of the modules that use subgroup operations: they validate
+/// only with the SUBGROUP capability, so the portability test checks them separately,
+/// and kiln builds them only for adapters with SUBGROUP ([`kiln_tensor::Device::subgroups`]).
+pub const ALL_SUBGROUP: &[(&str, &str)] = &[
+    ("attention_subgroup", ATTENTION_SUBGROUP),
+    ("matvec_float_sg", MATVEC_FLOAT_SG),
+    ("matvec_q32_sg", MATVEC_Q32_SG),
+    ("matvec_qk_sg", MATVEC_QK_SG),
+    ("matvec_q6k_sg", MATVEC_Q6K_SG),
+];
+
+/// (module name, source) of the modules that need SHADER_F16 (f16 types in WGSL).
+pub const F16_ALL: &[(&str, &str)] = &[("matmul_f16", MATMUL_F16)];

@@ -86,3 +86,32 @@ pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32], block: usize) {
         );
     }
 }
+
+/// Random GGUF blocks of `dtype` for `n` rows of `k` elements (k a multiple of the block
+/// size): random quant bytes with f16 scales of magnitude `scale` (mins likewise).
+/// Returns (kiln's repacked bytes, ready for `Tensor::from_bytes`; ggml's f32
+/// dequantisation, the CPU twin's weights).
+///
+/// Panics for non-block dtypes (test helper).
+pub fn random_blocks(rng: &mut Rng, dtype: kiln_tensor::DType, n: usize, k: usize, scale: f32) -> (Vec<u8>, Vec<f32>) {
+    use kiln_tensor::DType;
+    let bb = dtype.gguf_block_bytes();
+    let blocks = n * k / dtype.block_size();
+    let mut gguf: Vec<u8> = (0..blocks * bb).map(|_| (rng.next_u64() >> 56) as u8).collect();
+    // Byte offsets of the f16 scale fields in ggml's block layout.
+    let halves: &[usize] = match dtype {
+        DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q6_K => &[208],
+        other => panic!("random_blocks: {other} is not a GGUF block type"),
+    };
+    for block in gguf.chunks_exact_mut(bb) {
+        for &at in halves {
+            let v = half::f16::from_f32(rng.uniform(scale));
+            block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    let values = crate::quant::dequantize(dtype, &gguf).expect("whole blocks");
+    let repacked = crate::quant::repack(dtype, &gguf).expect("whole blocks");
+    (repacked, values)
+}

@@ -34,7 +34,10 @@ pub fn top_logprobs(rec: &mut Recorder, logits: &Tensor, ids: &Tensor, logprobs:
     expect_dtype(op, "ids", ids, DType::U32)?;
     expect_dtype(op, "logprobs", logprobs, DType::F32)?;
     if logits.rank() != 2 || ids.rank() != 2 {
-        return Err(TensorError::Shape { op: op.into(), detail: format!("logits and ids must be 2-D, got {:?} and {:?}", logits.shape(), ids.shape()) });
+        return Err(TensorError::Shape {
+            op: op.into(),
+            detail: format!("logits and ids must be 2-D, got {:?} and {:?}", logits.shape(), ids.shape()),
+        });
     }
     let (rows, n, top) = (logits.dim(0), logits.dim(1), ids.dim(1));
     expect_shape(op, "ids", ids, &[rows, top])?;

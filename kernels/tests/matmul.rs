@@ -1,8 +1,11 @@
-//! matmul.wgsl vs its CPU twin: odd shapes (not multiples of the 64×64×16 tile),
-//! batches (shared and batched weights, rank 1–4 activations), every weight dtype,
-//! and clear errors for bad arguments.
+//! matmul.wgsl vs its CPU twin: odd shapes (not multiples of the 64×64×32 tile),
+//! batches (shared and batched weights, rank 1–4 activations), every dense weight dtype
+//! on both weight tiles (f32, and f16 where the device has SHADER_F16), large
+//! magnitudes, and clear errors for bad arguments. GGUF block weights: quant_legacy.rs
+//! and quant_k.rs.
 
-use kiln_kernels::reference::matmul::{matmul as matmul_ref, quantize_weights};
+use kiln_kernels::matmul::{auto_weight_tile, WeightTile};
+use kiln_kernels::reference::matmul::{abs_matmul, f16_tile_values, matmul as matmul_ref, quantize_weights};
 use kiln_kernels::testing::{test_device, Rng};
 use kiln_kernels::{matmul, tolerance, DType, Device, Recorder, Tensor};
 
@@ -159,7 +162,11 @@ fn trace_reports_flops_and_bytes() {
     let mut rec = Recorder::new(&dev).with_trace();
     let case = record(&dev, &mut rec, &mut rng, &[2, 65, 33], &[70, 33], DType::F16);
     let trace = rec.submit().unwrap().trace;
-    assert_eq!(trace[0].kernel, "matmul::matmul");
+    let kernel = match auto_weight_tile(&dev, DType::F16) {
+        WeightTile::F16 => "matmul::matmul_f16",
+        _ => "matmul::matmul",
+    };
+    assert_eq!(trace[0].kernel, kernel);
     assert_eq!(trace[0].flops, 2 * 2 * 65 * 70 * 33);
     assert_eq!(trace[0].bytes, (2 * 65 * 33 * 4 + 70 * 33 * 2 + 2 * 65 * 70 * 4) as u64);
     assert_eq!(trace[0].workgroups, [2, 2, 2]);
@@ -197,4 +204,138 @@ fn bad_arguments_are_clear_errors() {
     let a = f32s(&[4, 4]);
     let e = err(matmul::matmul(&mut rec, &a, &f32s(&[4, 4]), &a));
     assert!(e.contains("different buffer"), "{e}");
+}
+
+/// Whether the device can run f16 weight tiles; says so when it cannot.
+fn has_f16(dev: &Device) -> bool {
+    let ok = dev.features().contains(wgpu::Features::SHADER_F16);
+    if !ok {
+        eprintln!("{} has no SHADER_F16: f16 weight tiles not tested here", dev.info().name);
+    }
+    ok
+}
+
+/// The weight tiles the device can run.
+fn tiles(dev: &Device) -> Vec<WeightTile> {
+    if has_f16(dev) {
+        vec![WeightTile::F32, WeightTile::F16]
+    } else {
+        vec![WeightTile::F32]
+    }
+}
+
+/// `a[m, k] · w[n, k]ᵀ` with `w` stored as `dtype`, on weight tile `tile`; the case
+/// compares with the twin of that tile (f16 tiles: the weights rounded to f16), with
+/// tolerances scaled by the data's magnitude `a_scale · w_scale`.
+#[allow(clippy::too_many_arguments)]
+fn record_tile(
+    dev: &Device,
+    rec: &mut Recorder,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    dtype: DType,
+    tile: WeightTile,
+    a_scale: f32,
+    w_scale: f32,
+) -> (Case, Vec<f32>, Vec<f32>) {
+    let a = rng.vec(m * k, a_scale);
+    let w = rng.vec(n * k, w_scale);
+    let (w_bytes, w_vals) = quantize_weights(&w, dtype);
+    let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
+    let tw = Tensor::from_bytes(dev, &w_bytes, &[n, k], dtype).unwrap();
+    let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+    matmul::matmul_with(rec, &ta, &tw, &out, tile).unwrap();
+    let staged = if tile == WeightTile::F16 { f16_tile_values(&w_vals) } else { w_vals.clone() };
+    let case = Case {
+        what: format!("matmul a[{m}, {k}] w[{n}, {k}] {dtype} {tile:?} tile, |a| {a_scale}, |w| {w_scale}"),
+        out,
+        want: matmul_ref(&a, &staged, 1, m, n, k, false),
+        dtype,
+    };
+    (case, a, w_vals)
+}
+
+/// Every dense dtype on both tiles over M ∈ {1, 17, 65, 130}, N ∈ {1, 33, 127, 200} and
+/// odd K (runs that cross the row's end, f16 pairs that straddle words): each tile
+/// against its own twin, and the f16 tile against the exact weights within one f16
+/// rounding per weight (the f32 tile's result, up to summation order).
+#[test]
+fn both_weight_tiles_match_their_twins_on_odd_shapes() {
+    let dev = test_device();
+    let mut rng = Rng::new(18);
+    let mut rec = Recorder::new(&dev);
+    let mut cases = Vec::new();
+    let ms = [1usize, 17, 65, 130];
+    let ns = [1usize, 33, 127, 200];
+    let ks = [1usize, 31, 33, 100];
+    for tile in tiles(&dev) {
+        for (i, &m) in ms.iter().enumerate() {
+            for (j, &n) in ns.iter().enumerate() {
+                let k = ks[(i + j) % ks.len()];
+                let dtype = DTYPES[(i + 2 * j) % 3];
+                let (case, a, w) = record_tile(&dev, &mut rec, &mut rng, (m, n, k), dtype, tile, 1.0, 1.0);
+                cases.push((case, tile, a, w, (m, n, k)));
+            }
+        }
+    }
+    rec.submit().unwrap();
+    for (c, tile, a, w, (m, n, k)) in cases {
+        let got = c.out.to_vec_f32().unwrap();
+        let tol = if tile == WeightTile::F16 { tolerance::MATMUL_F16_TILE } else { tol(c.dtype) };
+        match tolerance::compare(&c.what, &got, &c.want, tol) {
+            Ok(report) => eprintln!("{}: {report}", c.what),
+            Err(msg) => panic!("{msg}"),
+        }
+        if tile == WeightTile::F16 {
+            let exact = matmul_ref(&a, &w, 1, m, n, k, false);
+            let slack: Vec<f32> =
+                abs_matmul(&a, &w, 1, m, n, k, false).iter().map(|s| s * tolerance::F16_TILE_ROUNDING).collect();
+            let what = format!("{} vs exact weights", c.what);
+            match tolerance::compare_with_slack(&what, &got, &exact, tolerance::MATMUL_HALF, &slack) {
+                Ok(report) => eprintln!("{what}: {report}"),
+                Err(msg) => panic!("{msg}"),
+            }
+        }
+    }
+}
+
+/// Activations of ±1e4 and weights of ±100 (f16 range: |w| ≤ 65504 still holds).
+#[test]
+fn large_magnitudes_match_the_twin_on_both_tiles() {
+    let dev = test_device();
+    let mut rng = Rng::new(19);
+    let mut rec = Recorder::new(&dev);
+    let mut cases = Vec::new();
+    for tile in tiles(&dev) {
+        for dtype in DTYPES {
+            let (case, _, _) = record_tile(&dev, &mut rec, &mut rng, (70, 65, 300), dtype, tile, 1e4, 100.0);
+            cases.push((case, tile));
+        }
+    }
+    rec.submit().unwrap();
+    for (c, tile) in cases {
+        let got = c.out.to_vec_f32().unwrap();
+        let base = if tile == WeightTile::F16 { tolerance::MATMUL_F16_TILE } else { tol(c.dtype) };
+        match tolerance::compare(&c.what, &got, &c.want, base.scaled(1e4 * 100.0)) {
+            Ok(report) => eprintln!("{}: {report}", c.what),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+/// Auto picks f16 tiles for f16 and block weights exactly when the device has SHADER_F16
+/// and it is not turned off (`Device::set_f16`, KILN_NO_F16), never for f32 or bf16.
+#[test]
+fn auto_weight_tile_follows_the_device() {
+    let dev = test_device();
+    for on in [true, false] {
+        dev.set_f16(on);
+        let f16 = on && dev.features().contains(wgpu::Features::SHADER_F16);
+        let want = if f16 { WeightTile::F16 } else { WeightTile::F32 };
+        assert_eq!(auto_weight_tile(&dev, DType::F16), want);
+        assert_eq!(auto_weight_tile(&dev, DType::Q4_K), want);
+        assert_eq!(auto_weight_tile(&dev, DType::Q8_0), want);
+        assert_eq!(auto_weight_tile(&dev, DType::F32), WeightTile::F32);
+        assert_eq!(auto_weight_tile(&dev, DType::BF16), WeightTile::F32);
+    }
 }

@@ -86,15 +86,17 @@ fn entry_point_follows_alignment_of_k() {
     let dev = test_device();
     let mut rng = Rng::new(23);
     let mut rec = Recorder::new(&dev).with_trace();
-    // (K, dtype, entry): vec4 needs 4 f32 or 8 halves per vec4<u32>.
+    // (K, dtype, kernel): the block matvec reads 16-byte blocks: 4 f32 or 8 halves.
     let expected = [
-        (8, DType::F32, "matvec::matvec_vec4"),
-        (12, DType::F32, "matvec::matvec_vec4"),
-        (12, DType::F16, "matvec::matvec"),
-        (16, DType::BF16, "matvec::matvec_vec4"),
-        (17, DType::F32, "matvec::matvec"),
+        (8, DType::F32, "matvec::float"),
+        (12, DType::F32, "matvec::float"),
+        (12, DType::F16, "matvec::words"),
+        (16, DType::BF16, "matvec::float"),
+        (17, DType::F32, "matvec::words"),
+        (18, DType::F16, "matvec::words"),
     ];
-    let cases: Vec<Case> = expected.iter().map(|&(k, dtype, _)| record(&dev, &mut rec, &mut rng, &[k], 9, dtype)).collect();
+    let cases: Vec<Case> =
+        expected.iter().map(|&(k, dtype, _)| record(&dev, &mut rec, &mut rng, &[k], 9, dtype)).collect();
     let trace = rec.submit().unwrap().trace;
     for ((k, dtype, entry), t) in expected.iter().zip(&trace) {
         assert_eq!(t.kernel, *entry, "K = {k}, {dtype}");
@@ -149,7 +151,10 @@ fn bad_arguments_are_clear_errors() {
 
     // More rows than matvec takes: that is matmul's job.
     let e = err(matvec::matvec(&mut rec, &f32s(&[17, 8]), &f32s(&[5, 8]), &f32s(&[17, 5])));
-    assert!(e.contains("matvec") && e.contains("17 rows") && e.contains("at most 16") && e.contains("use matmul"), "{e}");
+    assert!(
+        e.contains("matvec") && e.contains("17 rows") && e.contains("at most 16") && e.contains("use matmul"),
+        "{e}"
+    );
     // K mismatch.
     let e = err(matvec::matvec(&mut rec, &f32s(&[8]), &f32s(&[5, 7]), &f32s(&[5])));
     assert!(e.contains("K mismatch") && e.contains("K = 8") && e.contains("K = 7"), "{e}");
@@ -206,7 +211,8 @@ fn several_rows_match_matmul_for_every_weight_type() {
             rec.submit().unwrap();
             let want = reference::matmul::matmul(&a, vals, 1, rows, n, k, false);
             let what = format!("matvec {rows} rows {}", w.dtype());
-            tolerance::compare(&what, &mv.to_vec_f32().unwrap(), &want, tol(w.dtype())).unwrap_or_else(|m| panic!("{m}"));
+            tolerance::compare(&what, &mv.to_vec_f32().unwrap(), &want, tol(w.dtype()))
+                .unwrap_or_else(|m| panic!("{m}"));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! f32 CPU twins; plus clear errors for truncated data and rows of partial blocks.
 
 use half::f16;
+use kiln_kernels::matmul::WeightTile;
 use kiln_kernels::quant::{self, kquants};
 use kiln_kernels::reference;
 use kiln_kernels::testing::{test_device, Rng};
@@ -336,4 +337,141 @@ fn gpu_matmul_matches_cpu_dequant() {
             panic!("{msg}");
         }
     }
+}
+
+/// `blocks` with the f16 super-scales (d, and dmin for Q4_K / Q5_K) multiplied by
+/// `factor` (rounded to f16).
+fn scale_blocks(dtype: DType, blocks: &mut [u8], factor: f32) {
+    let fields: &[usize] = if dtype == DType::Q6_K { &[208] } else { &[0, 2] };
+    for b in blocks.chunks_exact_mut(dtype.gguf_block_bytes()) {
+        for &at in fields {
+            let v = f16::from_le_bytes([b[at], b[at + 1]]).to_f32() * factor;
+            b[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+        }
+    }
+}
+
+/// The weight tiles the device can run (f16 only with SHADER_F16).
+fn weight_tiles(dev: &Device) -> Vec<WeightTile> {
+    if dev.features().contains(wgpu::Features::SHADER_F16) {
+        vec![WeightTile::F32, WeightTile::F16]
+    } else {
+        eprintln!("{} has no SHADER_F16: f16 weight tiles not tested here", dev.info().name);
+        vec![WeightTile::F32]
+    }
+}
+
+/// One GPU result and what it must match: (what, out, want, tolerance).
+type Check = (String, Tensor, Vec<f32>, tolerance::Tol);
+/// GPU results to compare after the submit: (what, f16 tile's out, f32 tile's out, tolerance).
+type TilePair = (String, Tensor, Tensor, tolerance::Tol);
+
+/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on every weight tile the
+/// device has, and the checks: each tile against the twin on the exact dequantized
+/// weights (the f16 tile holds the integer quants, exact in f16, and applies the
+/// sub-block scales and mins in f32), and the f16 tile's result against the f32 tile's.
+/// Tolerances scale with `a_scale · w_scale`.
+#[allow(clippy::too_many_arguments)]
+fn record_block_matmul(
+    dev: &Device,
+    rec: &mut Recorder,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    (dtype, tw, w): (DType, &Tensor, &[f32]),
+    (a_scale, w_scale): (f32, f32),
+    checks: &mut Vec<Check>,
+    pairs: &mut Vec<TilePair>,
+) {
+    let a = rng.vec(m * k, a_scale);
+    let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
+    let exact = reference::matmul::matmul(&a, w, 1, m, n, k, false);
+    let shape = format!("a[{m}, {k}] w[{n}, {k}] {dtype}, |a| {a_scale}, |w| {w_scale}");
+    let mut outs = Vec::new();
+    for tile in weight_tiles(dev) {
+        let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+        matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
+        let tol = match tile {
+            WeightTile::F16 => tolerance::MATMUL_F16_TILE,
+            _ => tolerance::MATMUL_HALF,
+        };
+        checks.push((format!("matmul {shape} {tile:?} tile"), out.clone(), exact.clone(), tol.scaled(a_scale * w_scale)));
+        outs.push(out);
+    }
+    if let [f32_out, f16_out] = &outs[..] {
+        let tol = tolerance::MATMUL_F16_TILE.scaled(a_scale * w_scale);
+        pairs.push((format!("matmul {shape}: f16 tile vs f32 tile"), f16_out.clone(), f32_out.clone(), tol));
+    }
+}
+
+/// Check every result (printing its errors) and every f16-vs-f32 tile pair.
+fn run_checks(checks: &[Check], pairs: &[TilePair]) {
+    for (what, out, want, tol) in checks {
+        match tolerance::compare(what, &out.to_vec_f32().unwrap(), want, *tol) {
+            Ok(report) => eprintln!("{what}: {report}"),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+    for (what, f16_out, f32_out, tol) in pairs {
+        match tolerance::compare(what, &f16_out.to_vec_f32().unwrap(), &f32_out.to_vec_f32().unwrap(), *tol) {
+            Ok(report) => eprintln!("{what}: {report}"),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+/// Every K-quant on both weight tiles, M ∈ {1, 17, 65, 130} × N ∈ {1, 33, 127, 200}
+/// (partial 64×64 tiles on both sides) with K of 1, 2 and 3 blocks (every sub-block of
+/// a block is its own 32-wide slice).
+#[test]
+fn gpu_matmul_both_tiles_odd_shapes() {
+    let dev = test_device();
+    let mut rng = Rng::new(607);
+    let ms = [1usize, 17, 65, 130];
+    let ns = [1usize, 33, 127, 200];
+    for dtype in KQUANTS {
+        let mut rec = Recorder::new(&dev);
+        let (mut checks, mut pairs) = (Vec::new(), Vec::new());
+        for (j, &n) in ns.iter().enumerate() {
+            for (i, &m) in ms.iter().enumerate() {
+                let k = KS[(i + j) % KS.len()];
+                let (w, values) = random_weight(&mut rng, dtype, n, k);
+                let tw = upload(&dev, &w, n, k, dtype);
+                let weight = (dtype, &tw, &values[..]);
+                record_block_matmul(&dev, &mut rec, &mut rng, (m, n, k), weight, (1.0, 1.0), &mut checks, &mut pairs);
+            }
+        }
+        rec.submit().unwrap();
+        run_checks(&checks, &pairs);
+    }
+}
+
+/// Activations of ±1e4 with super-scales ×64, and a batch of activations sharing one
+/// weight, on both tiles.
+#[test]
+fn gpu_matmul_large_magnitudes_and_batches() {
+    let dev = test_device();
+    let mut rng = Rng::new(608);
+    let mut rec = Recorder::new(&dev);
+    let (mut checks, mut pairs) = (Vec::new(), Vec::new());
+    for dtype in KQUANTS {
+        let (n, k) = (127, 768);
+        let mut raw = random_blocks(&mut rng, dtype, n * k / 256);
+        scale_blocks(dtype, &mut raw, 64.0);
+        let values = kquants::dequantize(dtype, &raw).unwrap();
+        let tw = upload(&dev, &kquants::repack(dtype, &raw).unwrap(), n, k, dtype);
+        let weight = (dtype, &tw, &values[..]);
+        record_block_matmul(&dev, &mut rec, &mut rng, (130, n, k), weight, (1e4, 64.0), &mut checks, &mut pairs);
+        // [2, 65, K] activations against the shared [N, K] weight.
+        let a = rng.vec(2 * 65 * k, 1.0);
+        let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
+        let want = reference::matmul::matmul(&a, &values, 2, 65, n, k, false);
+        for tile in weight_tiles(&dev) {
+            let out = Tensor::empty(&dev, &[2, 65, n], DType::F32).unwrap();
+            matmul::matmul_with(&mut rec, &ta, &tw, &out, tile).unwrap();
+            let what = format!("matmul a[2, 65, {k}] w[{n}, {k}] {dtype} {tile:?} tile");
+            checks.push((what, out, want.clone(), tolerance::MATMUL_HALF.scaled(64.0)));
+        }
+    }
+    rec.submit().unwrap();
+    run_checks(&checks, &pairs);
 }

@@ -3,6 +3,7 @@
 //! repacked layout, and the GPU decoders in wgsl/quant_legacy.wgsl inside matvec,
 //! matmul and embedding against CPU dequantisation + the f32 twins.
 
+use kiln_kernels::matmul::WeightTile;
 use kiln_kernels::quant::{self, legacy};
 use kiln_kernels::reference::matvec::matvec as matvec_ref;
 use kiln_kernels::reference::{embedding::embedding as embedding_ref, matmul::matmul as matmul_ref};
@@ -206,6 +207,141 @@ fn gpu_matmul_matches_cpu_dequant() {
     }
     rec.submit().unwrap();
     check_all(&cases);
+}
+
+/// `blocks` with every scale d (and min m) multiplied by `factor` (rounded to f16).
+fn scale_blocks(dtype: DType, blocks: &mut [u8], factor: f32) {
+    let fields: &[usize] = if matches!(dtype, DType::Q4_1 | DType::Q5_1) { &[0, 2] } else { &[0] };
+    for b in blocks.chunks_exact_mut(dtype.gguf_block_bytes()) {
+        for &at in fields {
+            let v = half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32() * factor;
+            b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+    }
+}
+
+/// The weight tiles the device can run (f16 only with SHADER_F16).
+fn weight_tiles(dev: &Device) -> Vec<WeightTile> {
+    if dev.features().contains(wgpu::Features::SHADER_F16) {
+        vec![WeightTile::F32, WeightTile::F16]
+    } else {
+        eprintln!("{} has no SHADER_F16: f16 weight tiles not tested here", dev.info().name);
+        vec![WeightTile::F32]
+    }
+}
+
+/// GPU results to compare after the submit: (what, f16 tile's out, f32 tile's out, tolerance).
+type TilePair = (String, Tensor, Tensor, tolerance::Tol);
+
+/// Record `a[m, k] · w[n, k]ᵀ` (a random of magnitude `a_scale`) on every weight tile the
+/// device has, and the checks: each tile against the twin on the exact dequantized
+/// weights (the f16 tile holds the integer quants, exact in f16, and applies the scales
+/// in f32), and the f16 tile's result against the f32 tile's. Tolerances scale with
+/// `a_scale · w_scale`.
+#[allow(clippy::too_many_arguments)]
+fn record_block_matmul(
+    dev: &Device,
+    rec: &mut Recorder,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    (dtype, tw, w): (DType, &Tensor, &[f32]),
+    (a_scale, w_scale): (f32, f32),
+    cases: &mut Vec<Case>,
+    pairs: &mut Vec<TilePair>,
+) {
+    let a = rng.vec(m * k, a_scale);
+    let ta = Tensor::from_slice(dev, &a, &[m, k]).unwrap();
+    let exact = matmul_ref(&a, w, 1, m, n, k, false);
+    let shape = format!("a[{m}, {k}] w[{n}, {k}] {dtype}, |a| {a_scale}, |w| {w_scale}");
+    let mut outs = Vec::new();
+    for tile in weight_tiles(dev) {
+        let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+        matmul::matmul_with(rec, &ta, tw, &out, tile).unwrap();
+        let tol = match tile {
+            WeightTile::F16 => tolerance::MATMUL_F16_TILE,
+            _ => tolerance::MATMUL_HALF,
+        };
+        let what = format!("matmul {shape} {tile:?} tile");
+        cases.push(Case { what, out: out.clone(), want: exact.clone(), tol: tol.scaled(a_scale * w_scale) });
+        outs.push(out);
+    }
+    if let [f32_out, f16_out] = &outs[..] {
+        let tol = tolerance::MATMUL_F16_TILE.scaled(a_scale * w_scale);
+        pairs.push((format!("matmul {shape}: f16 tile vs f32 tile"), f16_out.clone(), f32_out.clone(), tol));
+    }
+}
+
+/// Check every case (printing its errors) and every f16-vs-f32 tile pair.
+fn check_cases_and_pairs(cases: &[Case], pairs: &[TilePair]) {
+    for c in cases {
+        match tolerance::compare(&c.what, &c.out.to_vec_f32().unwrap(), &c.want, c.tol) {
+            Ok(report) => eprintln!("{}: {report}", c.what),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+    for (what, f16_out, f32_out, tol) in pairs {
+        match tolerance::compare(what, &f16_out.to_vec_f32().unwrap(), &f32_out.to_vec_f32().unwrap(), *tol) {
+            Ok(report) => eprintln!("{what}: {report}"),
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+/// Every legacy type on both weight tiles, M ∈ {1, 17, 65, 130} × N ∈ {1, 33, 127, 200}
+/// (partial 64×64 tiles on both sides) with K of 1, 3 and 5 blocks.
+#[test]
+fn gpu_matmul_both_tiles_odd_shapes() {
+    let dev = test_device();
+    let mut rng = Rng::new(57);
+    let ms = [1usize, 17, 65, 130];
+    let ns = [1usize, 33, 127, 200];
+    let ks = [32usize, 96, 160];
+    for dtype in TYPES {
+        let mut rec = Recorder::new(&dev);
+        let (mut cases, mut pairs) = (Vec::new(), Vec::new());
+        for (j, &n) in ns.iter().enumerate() {
+            for (i, &m) in ms.iter().enumerate() {
+                let k = ks[(i + j) % ks.len()];
+                let (bytes, w) = random_weight(&mut rng, dtype, n, k);
+                let tw = upload(&dev, &bytes, n, k, dtype);
+                let weight = (dtype, &tw, &w[..]);
+                record_block_matmul(&dev, &mut rec, &mut rng, (m, n, k), weight, (1.0, 1.0), &mut cases, &mut pairs);
+            }
+        }
+        rec.submit().unwrap();
+        check_cases_and_pairs(&cases, &pairs);
+    }
+}
+
+/// Activations of ±1e4 with scales ×64, and a batch of activations sharing one weight,
+/// on both tiles.
+#[test]
+fn gpu_matmul_large_magnitudes_and_batches() {
+    let dev = test_device();
+    let mut rng = Rng::new(58);
+    let mut rec = Recorder::new(&dev);
+    let (mut cases, mut pairs) = (Vec::new(), Vec::new());
+    for dtype in TYPES {
+        let (n, k) = (127, 96);
+        let mut gguf = random_blocks(&mut rng, dtype, n * k / 32);
+        scale_blocks(dtype, &mut gguf, 64.0);
+        let w = quant::dequantize(dtype, &gguf).unwrap();
+        let tw = upload(&dev, &quant::repack(dtype, &gguf).unwrap(), n, k, dtype);
+        let weight = (dtype, &tw, &w[..]);
+        record_block_matmul(&dev, &mut rec, &mut rng, (130, n, k), weight, (1e4, 64.0), &mut cases, &mut pairs);
+        // [2, 65, K] activations against the shared [N, K] weight.
+        let a = rng.vec(2 * 65 * k, 1.0);
+        let ta = Tensor::from_slice(&dev, &a, &[2, 65, k]).unwrap();
+        let want = matmul_ref(&a, &w, 2, 65, n, k, false);
+        for tile in weight_tiles(&dev) {
+            let out = Tensor::empty(&dev, &[2, 65, n], DType::F32).unwrap();
+            matmul::matmul_with(&mut rec, &ta, &tw, &out, tile).unwrap();
+            let what = format!("matmul a[2, 65, {k}] w[{n}, {k}] {dtype} {tile:?} tile");
+            cases.push(Case { what, out, want: want.clone(), tol: tolerance::MATMUL_HALF.scaled(64.0) });
+        }
+    }
+    rec.submit().unwrap();
+    check_cases_and_pairs(&cases, &pairs);
 }
 
 #[test]

@@ -9,7 +9,15 @@ use kiln_kernels::{tolerance, DType, Recorder, Tensor, TensorError};
 const THETA: f32 = 10000.0;
 
 /// Run the GPU rope on random x and compare with the twin.
-fn check(dev: &kiln_kernels::Device, rng: &mut Rng, table: &RopeTable, seq: usize, heads: usize, pos_offset: usize, mode: RopeMode) {
+fn check(
+    dev: &kiln_kernels::Device,
+    rng: &mut Rng,
+    table: &RopeTable,
+    seq: usize,
+    heads: usize,
+    pos_offset: usize,
+    mode: RopeMode,
+) {
     let hd = table.head_dim;
     let x = rng.vec(seq * heads * hd, 3.0);
     let tx = Tensor::from_slice(dev, &x, &[seq, heads, hd]).unwrap();

@@ -16,7 +16,14 @@ struct Stepped {
     logprobs: Vec<f32>,
 }
 
-fn run(dev: &Device, logits: &[f32], n: usize, rows: &[SampleRow], history: Option<&[u32]>, bias: Option<&[f32]>) -> Stepped {
+fn run(
+    dev: &Device,
+    logits: &[f32],
+    n: usize,
+    rows: &[SampleRow],
+    history: Option<&[u32]>,
+    bias: Option<&[f32]>,
+) -> Stepped {
     let b = SampleBuffers::new(dev, rows, n, history, bias).unwrap();
     let t = Tensor::from_slice(dev, logits, &[rows.len(), n]).unwrap();
     let mut rec = Recorder::new(dev);
@@ -42,9 +49,7 @@ fn key_value(k: u32) -> f32 {
 /// The ids the GPU kept: processed value ≥ the threshold value (and min-p).
 fn gpu_kept(x: &[f32], st: &SampleState, row: &SampleRow) -> Vec<bool> {
     let t = if st.thr == 0 { f32::NEG_INFINITY } else { key_value(st.thr) };
-    x.iter()
-        .map(|&v| v >= t && (row.min_p == 0.0 || ((v - st.max).max(-200.0)).exp() >= row.min_p))
-        .collect()
+    x.iter().map(|&v| v >= t && (row.min_p == 0.0 || ((v - st.max).max(-200.0)).exp() >= row.min_p)).collect()
 }
 
 /// The twin's score of the GPU's choice must be (within rounding) the best score.
@@ -55,7 +60,11 @@ fn check_draw(what: &str, x: &[f32], row: &SampleRow, got: u32) {
         panic!("{what}: the GPU drew id {got}, which the twin removed");
     };
     // f32 Gumbel noise on the GPU vs f64 here: 1e-4 absolute on scores of magnitude ≤ 100.
-    assert!(best - s <= 1e-4 * best.abs().max(1.0), "{what}: GPU id {got} scores {s}, the best is {best} (twin picks {})", twin::draw(x, row));
+    assert!(
+        best - s <= 1e-4 * best.abs().max(1.0),
+        "{what}: GPU id {got} scores {s}, the best is {best} (twin picks {})",
+        twin::draw(x, row)
+    );
 }
 
 #[test]
@@ -89,7 +98,9 @@ fn processing_matches_twin() {
         };
         let got = run(&dev, &logits, n, &[row], Some(&history), Some(&bias));
         let want = twin::process(&logits, &history, Some(&bias), &row);
-        if let Err(msg) = tolerance::compare(&format!("process n={n}"), &got.processed, &want, tolerance::SAMPLE_PROCESS) {
+        if let Err(msg) =
+            tolerance::compare(&format!("process n={n}"), &got.processed, &want, tolerance::SAMPLE_PROCESS)
+        {
             panic!("{msg}");
         }
         // A banned id is never drawn.
@@ -122,7 +133,13 @@ fn kept_sets_match_twin_exactly() {
             let have = gpu_kept(x, &got.states[0], &row);
             let what = format!("n={n} k={top_k} p={top_p} min_p={min_p} scale={scale}");
             let differ: Vec<usize> = (0..n).filter(|&i| want[i] != have[i]).collect();
-            assert!(differ.is_empty(), "{what}: kept sets differ at ids {:?} (twin keeps {}, GPU {})", &differ[..differ.len().min(8)], want.iter().filter(|&&k| k).count(), have.iter().filter(|&&k| k).count());
+            assert!(
+                differ.is_empty(),
+                "{what}: kept sets differ at ids {:?} (twin keeps {}, GPU {})",
+                &differ[..differ.len().min(8)],
+                want.iter().filter(|&&k| k).count(),
+                have.iter().filter(|&&k| k).count()
+            );
             if top_k > 0 {
                 assert!(want.iter().filter(|&&k| k).count() <= top_k as usize, "{what}: more than k kept");
             }
@@ -167,7 +184,11 @@ fn draws_match_twin_on_many_rows_and_seeds() {
     let mut rng = Rng::new(44);
     let n = 3001;
     let rows: Vec<SampleRow> = (0..64u64)
-        .map(|r| SampleRow { top_k: [0, 20][r as usize % 2], top_p: [1.0, 0.9, 0.7][r as usize % 3], ..sampling(0.5 + (r % 4) as f32 * 0.5, r * 977) })
+        .map(|r| SampleRow {
+            top_k: [0, 20][r as usize % 2],
+            top_p: [1.0, 0.9, 0.7][r as usize % 3],
+            ..sampling(0.5 + (r % 4) as f32 * 0.5, r * 977)
+        })
         .collect();
     let logits = rng.vec(rows.len() * n, 6.0);
     let got = run(&dev, &logits, n, &rows, None, None);
@@ -248,7 +269,10 @@ fn check_distribution(what: &str, logits: &[f32], row: SampleRow) {
         df += 1;
     }
     let crit = chi2_critical(df.max(2) - 1);
-    assert!(chi2 < crit, "{what}: chi-square {chi2:.1} over {df} kept ids exceeds {crit:.1} (p = 0.001); counts {counts:?}");
+    assert!(
+        chi2 < crit,
+        "{what}: chi-square {chi2:.1} over {df} kept ids exceeds {crit:.1} (p = 0.001); counts {counts:?}"
+    );
     eprintln!("{what}: chi-square {chi2:.1} (critical {crit:.1}, {df} kept ids)");
 }
 
@@ -270,5 +294,9 @@ fn draws_follow_the_filtered_distribution() {
     check_distribution("top-k 5", &logits, SampleRow { top_k: 5, ..sampling(1.0, 5) });
     check_distribution("top-p 0.6", &logits, SampleRow { top_p: 0.6, ..sampling(1.0, 6) });
     check_distribution("min-p 0.3", &logits, SampleRow { min_p: 0.3, ..sampling(1.0, 7) });
-    check_distribution("k 10, p 0.8, min-p 0.1, T 0.7", &logits, SampleRow { top_k: 10, top_p: 0.8, min_p: 0.1, ..sampling(0.7, 8) });
+    check_distribution(
+        "k 10, p 0.8, min-p 0.1, T 0.7",
+        &logits,
+        SampleRow { top_k: 10, top_p: 0.8, min_p: 0.1, ..sampling(0.7, 8) },
+    );
 }

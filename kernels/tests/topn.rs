@@ -20,10 +20,19 @@ fn check(what: &str, dev: &Device, x: &[f32], rows: usize, n: usize, top: usize)
         let scale = x[r * n..(r + 1) * n].iter().filter(|v| v.is_finite()).fold(1.0f32, |a, &v| a.max(v.abs())) as f64;
         for j in 0..top {
             let (id, lp) = want[r][j];
-            assert_eq!(got_ids[r * top + j], id, "{what}: row {r} rank {j}: GPU id {} vs twin {id}", got_ids[r * top + j]);
+            assert_eq!(
+                got_ids[r * top + j],
+                id,
+                "{what}: row {r} rank {j}: GPU id {} vs twin {id}",
+                got_ids[r * top + j]
+            );
             let err = (got_lps[r * top + j] as f64 - lp).abs();
             max_err = max_err.max(err / scale);
-            assert!(err <= 1e-5 * scale + 1e-5, "{what}: row {r} rank {j}: logprob {} vs twin {lp} (err {err:e})", got_lps[r * top + j]);
+            assert!(
+                err <= 1e-5 * scale + 1e-5,
+                "{what}: row {r} rank {j}: logprob {} vs twin {lp} (err {err:e})",
+                got_lps[r * top + j]
+            );
         }
     }
     eprintln!("{what}: max relative logprob error {max_err:e}");

@@ -12,14 +12,10 @@
 // consecutive words (coalesced), each keeps a running f32 sum, and the 32 partial sums
 // are added by a tree reduction in workgroup memory. Lane 0 writes the row's result.
 //
-// Two entry points, same bindings and result:
-//   matvec_vec4  each lane reads 16-byte vec4<u32> loads: 4 f32 or 8 f16/bf16 weights.
-//                Needs K % 4 == 0 (f32) or K % 8 == 0 (f16/bf16) and 16-byte aligned x/w
-//                (the launcher checks). This is the fast path for real model shapes.
-//   matvec       any K: each lane reads one u32 word at a time (1 f32 or 2 halves).
-//                With halves and odd K a row starts in the middle of a word; the first
-//                and last word of a row then hold one element of the neighbouring row,
-//                which is skipped.
+// Any K: each lane reads one u32 word at a time (1 f32 or 2 halves). With halves and
+// odd K a row starts in the middle of a word; the first and last word of a row then hold
+// one element of the neighbouring row, which is skipped. Shapes with K % 4 == 0 take the
+// block matvec (matvec_core.wgsl) instead, which also folds norms and epilogues in.
 //
 // Grid: one workgroup per ROWS output rows, folded into 2-D when N/ROWS exceeds the per-
 // dimension limit; `row_stride` = rows covered by one grid row (x workgroups × ROWS).
@@ -39,13 +35,8 @@ const WG: u32 = 256u;
 const LANES: u32 = 32u;  // invocations per output row
 const ROWS: u32 = 8u;    // output rows per workgroup (WG / LANES)
 
-// ---- word path: matvec ----
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-// ---- vector path: matvec_vec4 ----
-@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> w4: array<vec4<u32>>;
-// ---- both ----
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -95,29 +86,6 @@ fn lane_dot_words(row: u32, lane: u32, m: u32) -> f32 {
     return sum;
 }
 
-/// This lane's share of dot(w[row, :], x), reading 16 bytes at a time.
-fn lane_dot_vec4(row: u32, lane: u32, m: u32) -> f32 {
-    var sum = 0.0;
-    let xb = m * (p.k / 4u);  // vec4 index of x[m, 0]
-    if (W_DTYPE == 0u) {
-        let per_row = p.k / 4u;  // vec4s per row
-        let base = row * per_row;
-        for (var v = lane; v < per_row; v += LANES) {
-            sum += dot(bitcast<vec4<f32>>(w4[base + v]), x4[xb + v]);
-        }
-        return sum;
-    }
-    let per_row = p.k / 8u;  // vec4<u32> = 8 halves
-    let base = row * per_row;
-    for (var v = lane; v < per_row; v += LANES) {
-        let q = w4[base + v];
-        let lo = vec4<f32>(unpack_pair(q.x), unpack_pair(q.y));
-        let hi = vec4<f32>(unpack_pair(q.z), unpack_pair(q.w));
-        sum += dot(lo, x4[xb + 2u * v]) + dot(hi, x4[xb + 2u * v + 1u]);
-    }
-    return sum;
-}
-
 /// Add the LANES partial sums of each row in workgroup memory; lane 0 stores the row.
 /// Every invocation of the workgroup must call this (it contains barriers).
 fn reduce_and_store(t: u32, lane: u32, row: u32, m: u32, sum: f32) {
@@ -146,18 +114,6 @@ fn matvec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     var sum = 0.0;
     if (row < p.n) {
         sum = lane_dot_words(row, lane, wid.z);
-    }
-    reduce_and_store(t, lane, row, wid.z, sum);
-}
-
-@compute @workgroup_size(WG)
-fn matvec_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let t = lid.x;
-    let lane = t % LANES;
-    let row = row_of(t, wid);
-    var sum = 0.0;
-    if (row < p.n) {
-        sum = lane_dot_vec4(row, lane, wid.z);
     }
     reduce_and_store(t, lane, row, wid.z, sum);
 }

@@ -6,8 +6,8 @@
 use kiln_kernels::embedding;
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
-use crate::batch::{attend, Caches};
-use crate::kv_cache::KvCache;
+use crate::batch::{attend, Step};
+use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{self, Embedding, LayerNorm, LmHead, Linear};
 use crate::{ModelConfig, Result, WeightStore};
 
@@ -29,6 +29,8 @@ pub struct Gpt2 {
     blocks: Vec<Gpt2Block>,
     ln_f: LayerNorm,
     lm_head: LmHead,
+    /// The storage of the KV caches `Model::new_cache` makes.
+    pub kv_dtype: KvDtype,
 }
 
 /// Columns `cols` of a row-major `[rows, n_cols]` matrix of `elem`-byte elements, transposed:
@@ -84,7 +86,15 @@ impl Gpt2 {
         let wte = crate::model::load_embedding(dev, w, "transformer.wte.weight", c.vocab_size, h)?;
         let wpe = w.load(dev, "transformer.wpe.weight", &[c.max_position_embeddings, h])?;
         let lm_head = crate::model::load_lm_head(dev, w, c.vocab_size, h, tied.then_some(&wte))?;
-        Ok(Gpt2 { config: c.clone(), wte, wpe, blocks, ln_f: ln("transformer.ln_f")?, lm_head })
+        Ok(Gpt2 {
+            config: c.clone(),
+            wte,
+            wpe,
+            blocks,
+            ln_f: ln("transformer.ln_f")?,
+            lm_head,
+            kv_dtype: KvDtype::default(),
+        })
     }
 
     /// Weight bytes one decode step reads: every layer, the final norm and the whole LM
@@ -107,24 +117,23 @@ impl Gpt2 {
     }
 
     /// See [`crate::qwen2::Qwen2::forward`].
-    pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
-        self.run(rec, ids, &mut Caches::One(cache), all_logits)
-    }
-
-    /// See [`crate::qwen2::Qwen2::forward_batch`].
-    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        self.run(rec, ids, &mut Caches::Many(caches), true)
-    }
-
-    fn run(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut Caches, all_logits: bool) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        step: Step,
+        all_logits: bool,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
-        caches.check(seq)?;
+        step.prepare(cache, seq)?;
         let (nh, hd) = (c.n_heads, c.head_dim);
         let dev = ids.device();
 
         // h = wte[ids] + wpe[positions]
-        let positions = Tensor::from_slice(dev, &caches.positions(seq), &[seq])?;
+        let positions = Tensor::from_slice(dev, &step.positions(cache, seq), &[seq])?;
+        let rows = step.rows(cache);
         let tok = self.wte.forward(rec, ids)?;
         let pe = Tensor::empty(dev, &[seq, c.hidden_size], DType::F32)?;
         embedding::embedding(rec, &positions, &self.wpe, &pe)?;
@@ -136,7 +145,7 @@ impl Gpt2 {
             let k = b.k.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
             let v = b.v.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
             // Append K/V to the cache, causal attention: [seq, heads, head_dim]
-            let attn = attend(rec, &q, &k, &v, caches, i, None)?;
+            let attn = attend(rec, &q, &k, &v, cache, rows, i, None)?;
             let o = b.c_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?;
             h = nn::add(rec, &h, &o)?;
 
@@ -146,7 +155,7 @@ impl Gpt2 {
             let d = b.mlp_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
-        caches.advance(seq);
+        step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.ln_f.forward(rec, &h)?;
         self.lm_head.forward(rec, &x)

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{parse_torch_dtype, Arch, GenerationConfig, ModelConfig, CONFIG_FILE, GENERATION_CONFIG_FILE};
 pub use error::{ModelError, Result};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvDtype};
 pub use layout::{embedding_name, expected_weights, WeightSpec, LM_HEAD};
 pub use model::Model;
 pub use source::WeightSource;

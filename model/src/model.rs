@@ -2,8 +2,9 @@
 
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
+use crate::batch::Step;
 use crate::gpt2::Gpt2;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{Embedding, LmHead, Linear};
 use crate::source::WeightSource;
 use crate::qwen2::Qwen2;
@@ -57,8 +58,30 @@ impl Model {
         }
     }
 
-    /// A KV cache for `capacity` positions, refusing more than the model's context.
+    /// The storage of the caches [`Model::new_cache`] makes (f16 unless set).
+    pub fn kv_dtype(&self) -> KvDtype {
+        match self {
+            Model::Gpt2(m) => m.kv_dtype,
+            Model::Qwen2(m) => m.kv_dtype,
+        }
+    }
+
+    /// Make [`Model::new_cache`] store K/V as `dtype` (`kiln --kv-cache f16|f32`).
+    pub fn set_kv_dtype(&mut self, dtype: KvDtype) {
+        match self {
+            Model::Gpt2(m) => m.kv_dtype = dtype,
+            Model::Qwen2(m) => m.kv_dtype = dtype,
+        }
+    }
+
+    /// A one-sequence KV cache (1 slot) for `capacity` positions in [`Model::kv_dtype`],
+    /// refusing more than the model's context.
     pub fn new_cache(&self, dev: &Device, capacity: usize) -> Result<KvCache> {
+        self.new_cache_with(dev, 1, capacity, self.kv_dtype())
+    }
+
+    /// A KV cache of `slots` sequences of `capacity` positions each, stored as `dtype`.
+    pub fn new_cache_with(&self, dev: &Device, slots: usize, capacity: usize, dtype: KvDtype) -> Result<KvCache> {
         let c = self.config();
         if capacity > c.max_position_embeddings {
             return Err(ModelError::Context {
@@ -68,25 +91,55 @@ impl Model {
                 ),
             });
         }
-        KvCache::new(dev, c.n_layers, capacity.max(1), c.n_kv_heads, c.head_dim)
+        KvCache::new(dev, c.n_layers, slots, capacity.max(1), c.n_kv_heads, c.head_dim, dtype)
     }
 
-    /// Run `ids` `[seq]` (u32) at positions `cache.len..`; logits `[seq, vocab]` when
+    fn run(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        step: Step,
+        all_logits: bool,
+    ) -> Result<Tensor> {
+        match self {
+            Model::Gpt2(m) => m.forward(rec, ids, cache, step, all_logits),
+            Model::Qwen2(m) => m.forward(rec, ids, cache, step, all_logits),
+        }
+    }
+
+    /// Run `ids` `[seq]` (u32) at the next positions of slot 0; logits `[seq, vocab]` when
     /// `all_logits`, else `[1, vocab]` for the last position.
     pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
-        match self {
-            Model::Gpt2(m) => m.forward(rec, ids, cache, all_logits),
-            Model::Qwen2(m) => m.forward(rec, ids, cache, all_logits),
-        }
+        self.run(rec, ids, cache, Step::Seq { slot: 0 }, all_logits)
+    }
+
+    /// [`Model::forward`] for the sequence in `slot` of a multi-slot cache (e.g. the
+    /// prefill of a request the serving engine admits).
+    pub fn forward_slot(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        slot: usize,
+        all_logits: bool,
+    ) -> Result<Tensor> {
+        self.run(rec, ids, cache, Step::Seq { slot }, all_logits)
     }
 
     /// One decode step for several sequences at once: `ids` `[B]` u32, id b at the next
-    /// position of `caches[b]`. Returns logits `[B, vocab]` (continuous batching).
-    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        match self {
-            Model::Gpt2(m) => m.forward_batch(rec, ids, caches),
-            Model::Qwen2(m) => m.forward_batch(rec, ids, caches),
-        }
+    /// position of slot `slots[b]` (distinct) of `cache`. Returns logits `[B, vocab]`
+    /// (continuous batching). RoPE + KV append and attention are one dispatch each per
+    /// layer for all B rows; the rows' (slot, position) pairs go to the GPU as 8·B bytes.
+    /// One batched step per submission.
+    pub fn forward_batch(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        slots: &[usize],
+    ) -> Result<Tensor> {
+        self.run(rec, ids, cache, Step::Batch { slots }, true)
     }
 }
 

@@ -5,9 +5,8 @@
 use kiln_kernels::rope;
 use kiln_tensor::{Device, Recorder, Tensor};
 
-use crate::batch::{attend, Caches};
-
-use crate::kv_cache::KvCache;
+use crate::batch::{attend, Step};
+use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
@@ -31,6 +30,8 @@ pub struct Qwen2 {
     norm: RmsNorm,
     lm_head: LmHead,
     rope: rope::RopeTable,
+    /// The storage of the KV caches `Model::new_cache` makes.
+    pub kv_dtype: KvDtype,
 }
 
 fn linear(w: &dyn WeightSource, dev: &Device, name: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
@@ -64,7 +65,15 @@ impl Qwen2 {
         let embed_tokens = crate::model::load_embedding(dev, w, crate::embedding_name(c.arch), c.vocab_size, h)?;
         let lm_head = crate::model::load_lm_head(dev, w, c.vocab_size, h, tied.then_some(&embed_tokens))?;
         let rope = rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, c.max_position_embeddings)?;
-        Ok(Qwen2 { config: c.clone(), embed_tokens, layers, norm: norm("model.norm.weight")?, lm_head, rope })
+        Ok(Qwen2 {
+            config: c.clone(),
+            embed_tokens,
+            layers,
+            norm: norm("model.norm.weight")?,
+            lm_head,
+            rope,
+            kv_dtype: KvDtype::default(),
+        })
     }
 
     /// Weight bytes one decode step reads: every layer, the final norm and the whole LM
@@ -92,23 +101,22 @@ impl Qwen2 {
         layers + self.embed_tokens.bytes() + self.lm_head.bytes_unless_shared(&self.embed_tokens) + self.norm.weight.byte_len()
     }
 
-    /// Run `ids` (at positions `cache.len ..`) through the model, appending their K/V to
-    /// the cache. Returns logits `[seq, vocab]`, or `[1, vocab]` for the last position
-    /// only when `all_logits` is false.
-    pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
-        self.run(rec, ids, &mut Caches::One(cache), all_logits)
-    }
-
-    /// One decode step for several sequences: `ids` `[B]`, id b at the next position of
-    /// `caches[b]`. Returns logits `[B, vocab]`.
-    pub fn forward_batch(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        self.run(rec, ids, &mut Caches::Many(caches), true)
-    }
-
-    fn run(&self, rec: &mut Recorder, ids: &Tensor, caches: &mut Caches, all_logits: bool) -> Result<Tensor> {
+    /// Run `ids` `[seq]` through the model as `step` says (one sequence in one slot, or one
+    /// id per slot of a batch), writing their K/V into the cache. Returns logits
+    /// `[seq, vocab]`, or `[1, vocab]` for the last position only when `all_logits` is
+    /// false (one sequence only).
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        step: Step,
+        all_logits: bool,
+    ) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
-        caches.check(seq)?;
+        step.prepare(cache, seq)?;
+        let rows = step.rows(cache);
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
 
         let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
@@ -119,7 +127,7 @@ impl Qwen2 {
             let k = layer.k_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
             let v = layer.v_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
             // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
-            let attn = attend(rec, &q, &k, &v, caches, i, Some(&self.rope))?;
+            let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&self.rope))?;
             let o = layer.o_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?; // [seq, hidden]
             h = nn::add(rec, &h, &o)?;
 
@@ -131,7 +139,7 @@ impl Qwen2 {
             let d = layer.down_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
-        caches.advance(seq);
+        step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.norm.forward(rec, &h)?;
         self.lm_head.forward(rec, &x) // [seq or 1, vocab]

@@ -7,8 +7,9 @@
 //! - a continuation that ends in an end-of-sequence id, or reaches `max_new_tokens`, and
 //!   ranks among the first N becomes a finished hypothesis scored
 //!   `sum_logprob / generated_len ^ length_penalty`; the best N finished are kept;
-//! - the best N unfinished continuations run on; each gets its parent's KV cache
-//!   (copied on the GPU into a second set of caches);
+//! - the best N unfinished continuations run on; each gets its parent's KV cache slot
+//!   (copied on the GPU into the same slot index of a second multi-slot cache), and all of
+//!   them run their next id in ONE batched decode step (each weight read once per step);
 //! - search stops when N hypotheses are finished and the best running beam, at its current
 //!   length, can no longer beat the worst of them, or at `max_new_tokens`.
 
@@ -93,17 +94,18 @@ pub fn beam_search(dev: &Device, model: &Model, prompt: &[u32], opts: &BeamOptio
         return Ok(vec![Hypothesis { ids: vec![], sum_logprob: 0.0, score: 0.0 }]);
     }
     let capacity = prompt.len() + opts.max_new_tokens;
-    // Two sets of caches: children are copied from one set into the other each step.
-    let mut caches: [Vec<KvCache>; 2] = [new_caches(dev, model, opts.beams, capacity)?, new_caches(dev, model, opts.beams, capacity)?];
+    // Two caches of `beams` slots: children are copied from one into the other each step.
+    let new_cache = || model.new_cache_with(dev, opts.beams, capacity, model.kv_dtype());
+    let mut caches: [KvCache; 2] = [new_cache()?, new_cache()?];
     let mut current = 0;
     let keep = opts.keep();
 
     // Prefill into slot 0: the one running beam.
     let mut rec = Recorder::new(dev);
     let ids = Tensor::from_slice(dev, prompt, &[prompt.len()])?;
-    let logits = model.forward(&mut rec, &ids, &mut caches[current][0], false)?;
+    let logits = model.forward_slot(&mut rec, &ids, &mut caches[current], 0, false)?;
     let mut running = vec![Beam { ids: vec![], sum_logprob: 0.0, slot: 0 }];
-    let mut tops = vec![record_top(&mut rec, &logits, keep)?];
+    let mut tops = record_top(&mut rec, &logits, keep)?;
     rec.submit()?;
 
     let mut finished: Vec<Hypothesis> = Vec::new();
@@ -111,9 +113,9 @@ pub fn beam_search(dev: &Device, model: &Model, prompt: &[u32], opts: &BeamOptio
     for step in 0..opts.max_new_tokens {
         // Every continuation of every beam, best first (ties: lower beam, then rank).
         let mut cands = Vec::with_capacity(running.len() * keep);
-        for (b, (ids, lps)) in tops.iter().enumerate() {
-            let (ids, lps) = (ids.to_vec_u32()?, lps.to_vec_f32()?);
-            for (id, lp) in ids.into_iter().zip(lps) {
+        let (all_ids, all_lps) = (tops.0.to_vec_u32()?, tops.1.to_vec_f32()?);
+        for (b, (ids, lps)) in all_ids.chunks(keep).zip(all_lps.chunks(keep)).enumerate() {
+            for (&id, &lp) in ids.iter().zip(lps) {
                 cands.push(Candidate { parent: b, id, sum_logprob: running[b].sum_logprob + lp as f64 });
             }
         }
@@ -152,23 +154,25 @@ pub fn beam_search(dev: &Device, model: &Model, prompt: &[u32], opts: &BeamOptio
             break;
         }
 
-        // Children take their parent's cache (into the other set) and run their new id.
+        // Children take their parent's cache slot (into the other cache) and run their new
+        // ids together in one batched step.
         let other = 1 - current;
         let mut rec = Recorder::new(dev);
         let [set0, set1] = &mut caches;
         let (src, dst) = if current == 0 { (&*set0, set1) } else { (&*set1, set0) };
         let mut new_running = Vec::with_capacity(next.len());
-        tops.clear();
         for (slot, c) in next.iter().enumerate() {
             let parent = &running[c.parent];
-            copy_cache(&mut rec, &src[parent.slot], &mut dst[slot])?;
+            dst.copy_slot_from(&mut rec, src, parent.slot, slot)?;
             let mut ids = parent.ids.clone();
             ids.push(c.id);
-            let input = Tensor::from_slice(dev, &[c.id], &[1])?;
-            let logits = model.forward(&mut rec, &input, &mut dst[slot], false)?;
-            tops.push(record_top(&mut rec, &logits, keep)?);
             new_running.push(Beam { ids, sum_logprob: c.sum_logprob, slot });
         }
+        let next_ids: Vec<u32> = next.iter().map(|c| c.id).collect();
+        let slots: Vec<usize> = (0..next.len()).collect();
+        let input = Tensor::from_slice(dev, &next_ids, &[next.len()])?;
+        let logits = model.forward_batch(&mut rec, &input, dst, &slots)?; // [beams, vocab]
+        tops = record_top(&mut rec, &logits, keep)?;
         rec.submit()?;
         running = new_running;
         current = other;
@@ -184,27 +188,13 @@ pub fn beam_search(dev: &Device, model: &Model, prompt: &[u32], opts: &BeamOptio
     Ok(finished)
 }
 
-fn new_caches(dev: &Device, model: &Model, n: usize, capacity: usize) -> Result<Vec<KvCache>> {
-    (0..n).map(|_| Ok(model.new_cache(dev, capacity)?)).collect()
-}
-
-/// The `keep` best ids of `logits` `[1, vocab]` with their log-probs, recorded.
+/// The `keep` best ids of each row of `logits` `[rows, vocab]` with their log-probs
+/// (`[rows, keep]` each), recorded.
 fn record_top(rec: &mut Recorder, logits: &Tensor, keep: usize) -> Result<(Tensor, Tensor)> {
     let dev = logits.device();
-    let ids = Tensor::empty(dev, &[1, keep], DType::U32)?;
-    let lps = Tensor::empty(dev, &[1, keep], DType::F32)?;
+    let rows = logits.dim(0);
+    let ids = Tensor::empty(dev, &[rows, keep], DType::U32)?;
+    let lps = Tensor::empty(dev, &[rows, keep], DType::F32)?;
     top_logprobs(rec, logits, &ids, &lps)?;
     Ok((ids, lps))
-}
-
-/// Copy the filled positions of `src` into `dst` (every layer's K and V).
-fn copy_cache(rec: &mut Recorder, src: &KvCache, dst: &mut KvCache) -> Result<()> {
-    if src.len > 0 {
-        let per_position = src.k[0].numel() / src.capacity;
-        for (s, d) in src.k.iter().zip(&dst.k).chain(src.v.iter().zip(&dst.v)) {
-            rec.copy_region(s, 0, d, 0, src.len * per_position)?;
-        }
-    }
-    dst.len = src.len;
-    Ok(())
 }

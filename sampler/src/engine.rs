@@ -1,7 +1,7 @@
 //! The serving engine: continuous batching over a fixed set of slots.
 //!
-//! Each slot owns a KV cache allocated once. A request is admitted into a free slot: its
-//! prompt is prefilled alone and its first token sampled. Every [`Engine::step`] then runs
+//! One KV cache with a slot per engine slot is allocated once. A request is admitted into
+//! a free slot: its prompt is prefilled alone into that slot and its first token sampled. Every [`Engine::step`] then runs
 //! ONE batched decode step for all active sequences (the model's `forward_batch`: each
 //! weight read once for all of them), samples each sequence's next token with its own
 //! [`Sampler`] (own seed, penalties, history) in the same submission, and reads back 4
@@ -82,7 +82,7 @@ pub fn check_request(config: &ModelConfig, context: usize, prompt: &[u32], param
 pub struct Engine<'m> {
     dev: Device,
     model: &'m Model,
-    caches: Vec<KvCache>,
+    cache: KvCache,
     active: Vec<Option<Active>>,
     context: usize,
 }
@@ -93,12 +93,12 @@ impl<'m> Engine<'m> {
         if slots == 0 {
             return Err(param_error("slots", "must be >= 1, got 0"));
         }
-        let caches = (0..slots).map(|_| model.new_cache(dev, context)).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Engine { dev: dev.clone(), model, caches, active: (0..slots).map(|_| None).collect(), context })
+        let cache = model.new_cache_with(dev, slots, context, model.kv_dtype())?;
+        Ok(Engine { dev: dev.clone(), model, cache, active: (0..slots).map(|_| None).collect(), context })
     }
 
     pub fn slots(&self) -> usize {
-        self.caches.len()
+        self.cache.slots()
     }
 
     /// Positions each slot holds (prompt + generated tokens).
@@ -129,11 +129,10 @@ impl<'m> Engine<'m> {
         }
         let vocab = self.model.config().vocab_size;
         let sampler = Sampler::new(&self.dev, &req.params, vocab, &req.prompt)?;
-        let cache = &mut self.caches[slot];
-        cache.len = 0;
+        self.cache.reset_slot(slot)?;
         let ids = Tensor::from_slice(&self.dev, &req.prompt, &[req.prompt.len()])?;
         let mut rec = Recorder::new(&self.dev);
-        let logits = self.model.forward(&mut rec, &ids, cache, false)?;
+        let logits = self.model.forward_slot(&mut rec, &ids, &mut self.cache, slot, false)?;
         sampler.record(&mut rec, &logits)?;
         rec.submit()?;
         let active = Active {
@@ -162,9 +161,7 @@ impl<'m> Engine<'m> {
         for (b, &s) in slots.iter().enumerate() {
             rec.copy_region(self.active[s].as_ref().unwrap().sampler.token(), 0, &ids, b, 1)?;
         }
-        let mut caches: Vec<&mut KvCache> =
-            self.caches.iter_mut().enumerate().filter(|(i, _)| self.active[*i].is_some()).map(|(_, c)| c).collect();
-        let logits = self.model.forward_batch(&mut rec, &ids, &mut caches)?; // [B, vocab]
+        let logits = self.model.forward_batch(&mut rec, &ids, &mut self.cache, &slots)?; // [B, vocab]
         for (b, &s) in slots.iter().enumerate() {
             let a = self.active[s].as_ref().unwrap();
             rec.copy_region(&logits, b * vocab, &a.logits, 0, vocab)?;

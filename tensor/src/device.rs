@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Result, TensorError};
 use crate::counters::{CounterSnapshot, Counters};
+use crate::error::{Result, TensorError};
 use crate::pool::BufferPool;
 
 /// Which graphics API wgpu should use.
@@ -141,6 +142,8 @@ struct DeviceInner {
     params_arenas: Mutex<Vec<wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     counters: Counters,
+    use_subgroups: AtomicBool,
+    use_f16: AtomicBool,
 }
 
 impl fmt::Debug for Device {
@@ -155,10 +158,7 @@ impl Device {
     pub fn new(opts: &DeviceOptions) -> Result<Device> {
         let adapters = list_adapters(opts.backend);
         if adapters.is_empty() {
-            return Err(TensorError::NoAdapter {
-                backend: opts.backend.to_string(),
-                hint: INSTALL_HINT.to_string(),
-            });
+            return Err(TensorError::NoAdapter { backend: opts.backend.to_string(), hint: INSTALL_HINT.to_string() });
         }
         let index = opts.adapter.unwrap_or(0);
         let count = adapters.len();
@@ -211,6 +211,10 @@ impl Device {
                 params_arenas: Mutex::new(Vec::new()),
                 uncaptured,
                 counters: Counters::default(),
+                use_subgroups: AtomicBool::new(
+                    features.contains(wgpu::Features::SUBGROUP) && !env_flag("KILN_NO_SUBGROUPS"),
+                ),
+                use_f16: AtomicBool::new(features.contains(wgpu::Features::SHADER_F16) && !env_flag("KILN_NO_F16")),
             }),
         })
     }
@@ -241,6 +245,32 @@ impl Device {
     }
     pub fn pool(&self) -> &BufferPool {
         &self.inner.pool
+    }
+
+    /// Whether kernels should use their subgroup variants: the adapter has SUBGROUP, and
+    /// neither `KILN_NO_SUBGROUPS=1` nor [`Device::set_subgroups`] turned them off.
+    pub fn subgroups(&self) -> bool {
+        self.inner.use_subgroups.load(Ordering::Relaxed)
+    }
+
+    /// Turn the subgroup kernel variants off (`false`) or back on; on only takes effect
+    /// when the adapter has SUBGROUP. Tests use it to run both paths on one adapter.
+    pub fn set_subgroups(&self, on: bool) {
+        let on = on && self.inner.features.contains(wgpu::Features::SUBGROUP);
+        self.inner.use_subgroups.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether kernels should use their f16-arithmetic variants: the adapter has
+    /// SHADER_F16, and neither `KILN_NO_F16=1` nor [`Device::set_f16`] turned them off.
+    pub fn f16(&self) -> bool {
+        self.inner.use_f16.load(Ordering::Relaxed)
+    }
+
+    /// Turn the f16-arithmetic kernel variants off (`false`) or back on (only where the
+    /// adapter has SHADER_F16).
+    pub fn set_f16(&self, on: bool) {
+        let on = on && self.inner.features.contains(wgpu::Features::SHADER_F16);
+        self.inner.use_f16.store(on, Ordering::Relaxed);
     }
 
     /// The largest tensor a single kernel binding can see, in bytes.
@@ -355,6 +385,11 @@ impl Device {
     pub(crate) fn return_params_arena(&self, b: wgpu::Buffer) {
         self.inner.params_arenas.lock().unwrap().push(b);
     }
+}
+
+/// True when the environment variable `name` is set to something other than "", "0" or "false".
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 /// One line per fact about an adapter, as `kiln devices` prints them.

@@ -53,11 +53,11 @@ impl DType {
         match self {
             DType::F32 | DType::U32 => 4,
             DType::F16 | DType::BF16 => 2,
-            DType::Q8_0 => 36, // d: f16 + 2 pad, qs: 32 x i8
-            DType::Q4_0 => 20, // d: f16 + 2 pad, qs: 16
-            DType::Q4_1 => 20, // d, m: 2 x f16, qs: 16
-            DType::Q5_0 => 24, // d: f16 + 2 pad, qh: 4, qs: 16
-            DType::Q5_1 => 24, // d, m: 2 x f16, qh: 4, qs: 16
+            DType::Q8_0 => 36,  // d: f16 + 2 pad, qs: 32 x i8
+            DType::Q4_0 => 20,  // d: f16 + 2 pad, qs: 16
+            DType::Q4_1 => 20,  // d, m: 2 x f16, qs: 16
+            DType::Q5_0 => 24,  // d: f16 + 2 pad, qh: 4, qs: 16
+            DType::Q5_1 => 24,  // d, m: 2 x f16, qh: 4, qs: 16
             DType::Q4_K => 144, // d, dmin: 2 x f16, scales: 12, qs: 128
             DType::Q5_K => 176, // d, dmin: 2 x f16, scales: 12, qh: 32, qs: 128
             DType::Q6_K => 212, // d: f16 + 2 pad, ql: 128, qh: 64, scales: 16

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 /// Storage buffers are rounded up to this many bytes so near-equal sizes share a bucket.
 const BUCKET_BYTES: u64 = 256;
 
-pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+pub(crate) const STORAGE_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 #[derive(Clone)]
 pub struct BufferPool {

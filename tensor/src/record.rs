@@ -374,7 +374,10 @@ impl Recorder {
         if !bytes.is_multiple_of(4) || !offset.is_multiple_of(4) || offset + bytes > dst.bytes {
             return Err(TensorError::shape(
                 "copy_to_readback",
-                format!("{bytes} bytes at offset {offset} do not fit the {}-byte readback buffer in whole words", dst.bytes),
+                format!(
+                    "{bytes} bytes at offset {offset} do not fit the {}-byte readback buffer in whole words",
+                    dst.bytes
+                ),
             ));
         }
         self.pass = None;

@@ -36,9 +36,7 @@ pub fn checked_numel(op: &str, shape: &[usize]) -> Result<usize> {
     }
     let mut n: usize = 1;
     for &d in shape {
-        n = n
-            .checked_mul(d)
-            .ok_or_else(|| TensorError::shape(op, format!("shape {shape:?} overflows")))?;
+        n = n.checked_mul(d).ok_or_else(|| TensorError::shape(op, format!("shape {shape:?} overflows")))?;
     }
     if n == 0 {
         return Err(TensorError::Empty { op: op.to_string(), shape: shape.to_vec() });

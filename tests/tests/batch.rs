@@ -1,12 +1,13 @@
 //! Continuous batching's model step: a decode step over several sequences at once (each
-//! with its own KV cache and position) gives each sequence the logits it gets alone.
+//! in its own slot of one KV cache, at its own position) gives each sequence the logits
+//! it gets alone, with f16 and f32 caches; slots are copied between caches (beam search);
+//! bad batches are clear errors.
 
 mod common;
 
-
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{compare, Tol};
-use kiln_model::{KvCache, Model};
+use kiln_model::{KvCache, KvDtype, Model};
 use kiln_tensor::{Device, Recorder, Tensor};
 
 use common::tiny_model;
@@ -31,56 +32,118 @@ fn argmax(v: &[f32]) -> u32 {
 fn batched_decode_equals_each_sequence_alone() {
     let dev = test_device();
     for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32", "qwen2-tiny-untied-bf16"] {
-        let (model, _) = tiny_model(&dev, name);
-        let vocab = model.config().vocab_size;
-        let prompts: [&[u32]; 3] = [&[5, 6, 7], &[10, 11, 12, 13, 14, 15, 16], &[42]];
-        let steps = 4;
-        // Alone: prefill then greedy decode, one sequence at a time.
-        let mut alone = Vec::new();
-        for p in prompts {
-            let mut cache = model.new_cache(&dev, p.len() + steps).unwrap();
-            let mut next = argmax(&forward(&dev, &model, p, &mut cache));
-            let mut rows = Vec::new();
-            for _ in 0..steps {
-                let logits = forward(&dev, &model, &[next], &mut cache);
-                next = argmax(&logits);
-                rows.push(logits);
-            }
-            alone.push(rows);
-        }
-        // Batched: the same prefills, then every decode step for all three at once.
-        let mut caches: Vec<KvCache> = prompts.iter().map(|p| model.new_cache(&dev, p.len() + steps).unwrap()).collect();
-        let mut next: Vec<u32> = prompts.iter().zip(caches.iter_mut()).map(|(p, c)| argmax(&forward(&dev, &model, p, c))).collect();
-        for step in 0..steps {
-            let ids = Tensor::from_slice(&dev, &next, &[next.len()]).unwrap();
-            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
-            let mut rec = Recorder::new(&dev);
-            let logits = model.forward_batch(&mut rec, &ids, &mut refs).unwrap();
-            rec.submit().unwrap();
-            assert_eq!(logits.shape(), [3, vocab]);
-            let logits = logits.to_vec_f32().unwrap();
-            for (b, rows) in alone.iter().enumerate() {
-                let got = &logits[b * vocab..(b + 1) * vocab];
-                if let Err(msg) = compare(&format!("{name} sequence {b} step {step}"), got, &rows[step], BATCH_VS_ALONE) {
-                    panic!("{msg}");
-                }
-                next[b] = argmax(got);
-            }
-        }
-        for (b, c) in caches.iter().enumerate() {
-            assert_eq!(c.len, prompts[b].len() + steps);
+        for dtype in [KvDtype::F16, KvDtype::F32] {
+            check_batch(&dev, name, dtype);
         }
     }
 }
 
+fn check_batch(dev: &Device, name: &str, dtype: KvDtype) {
+    let (mut model, _) = tiny_model(dev, name);
+    model.set_kv_dtype(dtype);
+    let vocab = model.config().vocab_size;
+    let prompts: [&[u32]; 3] = [&[5, 6, 7], &[10, 11, 12, 13, 14, 15, 16], &[42]];
+    let steps = 4;
+    // Alone: prefill then greedy decode, one sequence at a time, each in its own cache.
+    let mut alone = Vec::new();
+    for p in prompts {
+        let mut cache = model.new_cache(dev, p.len() + steps).unwrap();
+        assert_eq!(cache.dtype(), dtype);
+        let mut next = argmax(&forward(dev, &model, p, &mut cache));
+        let mut rows = Vec::new();
+        for _ in 0..steps {
+            let logits = forward(dev, &model, &[next], &mut cache);
+            next = argmax(&logits);
+            rows.push(logits);
+        }
+        alone.push(rows);
+    }
+    // Batched: one 4-slot cache; the prompts prefilled into slots 2, 0 and 3, then every
+    // decode step for all three at once (rows out of slot order).
+    let slots = [2usize, 0, 3];
+    let capacity = prompts.iter().map(|p| p.len()).max().unwrap() + steps;
+    let mut cache = model.new_cache_with(dev, 4, capacity, dtype).unwrap();
+    let mut next: Vec<u32> = Vec::new();
+    for (p, &slot) in prompts.iter().zip(&slots) {
+        let input = Tensor::from_slice(dev, p, &[p.len()]).unwrap();
+        let mut rec = Recorder::new(dev);
+        let logits = model.forward_slot(&mut rec, &input, &mut cache, slot, false).unwrap();
+        rec.submit().unwrap();
+        next.push(argmax(&logits.to_vec_f32().unwrap()));
+    }
+    for step in 0..steps {
+        let ids = Tensor::from_slice(dev, &next, &[next.len()]).unwrap();
+        let mut rec = Recorder::new(dev);
+        let logits = model.forward_batch(&mut rec, &ids, &mut cache, &slots).unwrap();
+        rec.submit().unwrap();
+        assert_eq!(logits.shape(), [3, vocab]);
+        let logits = logits.to_vec_f32().unwrap();
+        for (b, rows) in alone.iter().enumerate() {
+            let got = &logits[b * vocab..(b + 1) * vocab];
+            if let Err(msg) =
+                compare(&format!("{name} {dtype} cache, sequence {b} step {step}"), got, &rows[step], BATCH_VS_ALONE)
+            {
+                panic!("{msg}");
+            }
+            next[b] = argmax(got);
+        }
+    }
+    for (b, &slot) in slots.iter().enumerate() {
+        assert_eq!(cache.len(slot), prompts[b].len() + steps);
+    }
+    assert_eq!(cache.len(1), 0);
+}
+
 #[test]
-fn a_batch_needs_one_id_per_cache() {
+fn a_copied_slot_continues_like_the_original() {
+    // Beam search copies a parent's slot into a child's slot of another cache: decoding on
+    // from the copy gives the logits decoding on from the original gives.
     let dev = test_device();
     let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
-    let mut a = model.new_cache(&dev, 4).unwrap();
-    let mut b = model.new_cache(&dev, 4).unwrap();
-    let ids = Tensor::from_slice(&dev, &[1u32, 2, 3], &[3]).unwrap();
+    let prompt = [3u32, 1, 4, 1, 5];
+    let mut a = model.new_cache_with(&dev, 2, 8, KvDtype::F16).unwrap();
+    let mut b = model.new_cache_with(&dev, 3, 8, KvDtype::F16).unwrap();
+    let input = Tensor::from_slice(&dev, &prompt, &[prompt.len()]).unwrap();
     let mut rec = Recorder::new(&dev);
-    let err = model.forward_batch(&mut rec, &ids, &mut [&mut a, &mut b]).unwrap_err().to_string();
+    model.forward_slot(&mut rec, &input, &mut a, 1, false).unwrap();
+    rec.submit().unwrap();
+    let mut rec = Recorder::new(&dev);
+    b.copy_slot_from(&mut rec, &a, 1, 2).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(b.len(2), prompt.len());
+    let step = |cache: &mut KvCache, slot: usize| {
+        let ids = Tensor::from_slice(&dev, &[9u32], &[1]).unwrap();
+        let mut rec = Recorder::new(&dev);
+        let logits = model.forward_slot(&mut rec, &ids, cache, slot, false).unwrap();
+        rec.submit().unwrap();
+        logits.to_vec_f32().unwrap()
+    };
+    let (from_a, from_b) = (step(&mut a, 1), step(&mut b, 2));
+    assert_eq!(from_a, from_b, "same kernels, same cache contents: bit-identical logits");
+    // Different shapes or dtypes are refused.
+    let c = model.new_cache_with(&dev, 3, 8, KvDtype::F32).unwrap();
+    let err = b.copy_slot_from(&mut Recorder::new(&dev), &c, 0, 0).unwrap_err().to_string();
+    assert!(err.contains("same layers, slot shape and dtype"), "{err}");
+}
+
+#[test]
+fn bad_batches_are_clear_errors() {
+    let dev = test_device();
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
+    let mut cache = model.new_cache_with(&dev, 2, 4, KvDtype::F16).unwrap();
+    let mut rec = Recorder::new(&dev);
+    let ids = Tensor::from_slice(&dev, &[1u32, 2, 3], &[3]).unwrap();
+    let err = model.forward_batch(&mut rec, &ids, &mut cache, &[0, 1]).unwrap_err().to_string();
     assert!(err.contains("one id per sequence"), "{err}");
+    let ids = Tensor::from_slice(&dev, &[1u32, 2], &[2]).unwrap();
+    let err = model.forward_batch(&mut rec, &ids, &mut cache, &[1, 1]).unwrap_err().to_string();
+    assert!(err.contains("slot 1 appears twice"), "{err}");
+    let err = model.forward_batch(&mut rec, &ids, &mut cache, &[0, 2]).unwrap_err().to_string();
+    assert!(err.contains("slot 2 of a cache with 2 slots"), "{err}");
+    let long = Tensor::from_slice(&dev, &[1u32; 5], &[5]).unwrap();
+    let err = model.forward_slot(&mut rec, &long, &mut cache, 1, false).unwrap_err().to_string();
+    assert!(err.contains("exceed the KV cache of 4 positions"), "{err}");
+    let err = model.new_cache_with(&dev, 0, 4, KvDtype::F16).err().unwrap().to_string();
+    assert!(err.contains("slots"), "{err}");
+    rec.submit().unwrap();
 }

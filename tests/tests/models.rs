@@ -1,8 +1,9 @@
 //! GPT-2, Qwen2 and Llama vs Hugging Face transformers, on the tiny seeded checkpoints
 //! in tests/fixtures/models (made by tests/fixtures/make_goldens.py):
 //! - prompt ids equal transformers' tokenizer,
-//! - logits at every prompt position within `tolerance::MODEL_LOGITS_*`,
-//! - 12 greedy ids (KV-cache decode) exactly equal transformers' `generate`,
+//! - logits at every prompt position within `tolerance::MODEL_LOGITS_*` with an f32 KV
+//!   cache, and within `tolerance::MODEL_LOGITS_F16_KV` with the default f16 cache,
+//! - 12 greedy ids (KV-cache decode) exactly equal transformers' `generate` (both caches),
 //! - prefill + decode equals a full recompute.
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance;
 use kiln_sampler::generate::{generate, Flow, GenerateOptions};
-use kiln_model::{Model, ModelDir};
+use kiln_model::{KvDtype, Model, ModelDir};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
 
@@ -51,18 +52,27 @@ fn all_logits(dev: &Device, model: &Model, prompt: &[u32]) -> Vec<f32> {
 }
 
 fn check_model(name: &str) {
+    for kv in [KvDtype::F32, KvDtype::F16] {
+        check_model_with(name, kv);
+    }
+}
+
+fn check_model_with(name: &str, kv: KvDtype) {
     let dev = test_device();
     let g = golden(name);
     let dir = ModelDir::open(fixtures().join("models").join(name)).unwrap();
-    let tol = if dir.config.dtype == Some(kiln_tensor::DType::F32) {
+    let tol = if kv == KvDtype::F16 {
+        tolerance::MODEL_LOGITS_F16_KV
+    } else if dir.config.dtype == Some(kiln_tensor::DType::F32) {
         tolerance::MODEL_LOGITS_F32
     } else {
         tolerance::MODEL_LOGITS_HALF
     };
-    let model = Model::load(&dev, &dir).unwrap();
+    let mut model = Model::load(&dev, &dir).unwrap();
+    model.set_kv_dtype(kv);
     let tokenizer = dir.tokenizer().unwrap();
     for case in g["cases"].as_array().unwrap() {
-        let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
+        let case_name = format!("{name}/{}, {kv} KV cache", case["name"].as_str().unwrap());
         let prompt = ids(&case["prompt_ids"]);
         assert_eq!(tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt, "{case_name}: prompt ids");
 

@@ -12,13 +12,16 @@ mod model;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Every kernel at GPT-2 124M and Qwen2.5-0.5B layer shapes (decode and prefill):
-    /// median GPU time, GFLOP/s, GB/s and a correctness check against the CPU twin.
+    /// Every kernel at GPT-2 124M and Qwen2.5-0.5B layer shapes (decode and prefill), and
+    /// the quantized matvec/matmul at the shapes and block types of Qwen2.5-0.5B Q4_K_M
+    /// and SmolLM2-135M Q4_1: median GPU time, GFLOP/s, GB/s and a correctness check
+    /// against the CPU twin.
     Kernels {
         /// Print a JSON array (one object per kernel) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Only run cases whose kernel or shape contains this text.
+        /// Only run cases whose kernel, model, shape or weight dtype contains this text
+        /// (`quant`: every case with GGUF block-type weights).
         #[arg(long)]
         filter: Option<String>,
         /// Time budget per case in milliseconds (more iterations on fast devices).

@@ -16,7 +16,7 @@ use kiln_tensor::{CounterSnapshot, Device};
 use serde_json::json;
 
 use super::measure::copy_bandwidth;
-use crate::model_args::load_parts;
+use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
 
 #[derive(Args)]
@@ -41,6 +41,9 @@ pub struct ModelBenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// How the KV cache stores keys and values.
+    #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
+    kv_cache: KvCacheArg,
 }
 
 pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
@@ -48,11 +51,12 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
         bail!("--prompt-tokens must be >= 1 and --decode-tokens >= 2");
     }
     let dev = dev_args.open()?;
-    let (model, name) = match (&args.synthetic, &args.model) {
+    let (mut model, name) = match (&args.synthetic, &args.model) {
         (Some(name), _) => (load_synthetic(&dev, name, args.dtype.parse::<kiln_model::synthetic::WeightTypes>()?)?, format!("synthetic {name} ({})", args.dtype)),
         (None, Some(path)) => (load_parts(&dev, path)?.model, path.display().to_string()),
         (None, None) => bail!("give -m MODEL or --synthetic NAME"),
     };
+    model.set_kv_dtype(args.kv_cache.into());
     let c = model.config();
     let need = args.prompt_tokens + args.decode_tokens + 1;
     if need > c.max_position_embeddings {
@@ -65,7 +69,7 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
 
     let weight_bytes = model.decode_weight_bytes();
     // K and V of every cached position are read once per layer per token.
-    let kv_bytes_per_pos = (2 * c.n_layers * c.n_kv_heads * c.head_dim * 4) as u64;
+    let kv_bytes_per_pos = (2 * c.n_layers * c.n_kv_heads * c.head_dim * model.kv_dtype().dtype().elem_bytes()) as u64;
     let mean_positions = args.prompt_tokens as u64 + args.decode_tokens as u64 / 2;
     let bytes_per_token = weight_bytes + kv_bytes_per_pos * mean_positions;
     let decode_gbps = bytes_per_token as f64 * r.decode_tok_s / 1e9;
@@ -78,6 +82,7 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
             "device": info.name,
             "backend": format!("{:?}", info.backend),
             "driver": format!("{} {}", info.driver, info.driver_info),
+            "kv_cache": model.kv_dtype().to_string(),
             "prompt_tokens": args.prompt_tokens,
             "decode_tokens": args.decode_tokens,
             "prefill_tok_s": r.prefill_tok_s,
@@ -98,7 +103,7 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
     }
-    println!("{name} on {} ({:?}, {} {})", info.name, info.backend, info.driver, info.driver_info);
+    println!("{name} on {} ({:?}, {} {}), {} KV cache", info.name, info.backend, info.driver, info.driver_info, model.kv_dtype());
     println!("prefill  {:>10.1} tok/s   ({} tokens)", r.prefill_tok_s, args.prompt_tokens);
     println!("decode   {:>10.1} tok/s   ({} tokens after the prompt)", r.decode_tok_s, args.decode_tokens);
     println!(

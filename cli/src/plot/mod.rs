@@ -1,59 +1,50 @@
-//! Logits plots for `kiln next --plot`: the logit of every token id over the whole
-//! vocabulary, with the top token (and any `--find` tokens) marked.
+//! kiln's plots, drawn with plotters into SVG or PNG files.
 //!
-//! [`layout`] turns the data into a [`Scene`] of pixel-aligned rectangles and text; the
-//! SVG and PNG backends only draw that scene, so both show the same picture and the
-//! data → pixel logic is tested without files.
+//! - [`LogitsPlot`]: the logits of a whole vocabulary (`kiln next --plot`), as a
+//!   min-max envelope per pixel column with the top token and chosen tokens marked.
+//! - [`Heatmap`]: a grid of cells, each with a colour for its value and a token label
+//!   (a logit lens: layers × positions, colour = probability, label = top token).
+//! - [`Reliability`]: a reliability diagram (confidence bins against their accuracy,
+//!   with counts and the diagonal of perfect calibration) for evaluation calibration.
+//!
+//! Each is a [`Plot`]; [`write`] picks SVG or PNG from the file name. All text is drawn
+//! with fonts embedded in the binary ([`text`]): any token shows as itself, CJK and
+//! emoji included, and what the fonts cannot draw shows escaped (`\u{...}`).
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::{DrawingArea, DrawingBackend, IntoFont, RGBColor, Rectangle, Text, TextStyle};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::Color;
 
-mod font;
-mod layout;
-mod png;
-mod svg;
+mod backend;
+// The heatmap (`lens --plot`) and the reliability diagram (`eval --plot`) are for
+// commands still to come; until they use them, only the tests do.
+#[allow(dead_code)]
+mod heatmap;
+mod logits;
+#[allow(dead_code)]
+mod reliability;
+#[allow(dead_code)]
+pub mod text;
 
-pub use layout::{label, logits_scene, truncate, Mark};
+#[allow(unused_imports)]
+pub use backend::{check, png, svg, Plot};
+#[allow(unused_imports)]
+pub use heatmap::{Cell, Heatmap};
+pub use logits::{mark_label, LogitsPlot, Mark};
+#[allow(unused_imports)]
+pub use reliability::{Bin, Reliability};
+#[allow(unused_imports)]
+pub use text::{cell_token, display, quoted_token, truncate};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rgb(pub u8, pub u8, pub u8);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Anchor {
-    Start,
-    Middle,
-    End,
-}
-
-/// One thing to draw, in pixels from the top-left corner.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Item {
-    Rect {
-        x: i32,
-        y: i32,
-        w: i32,
-        h: i32,
-        fill: Rgb,
-    },
-    /// `x` is where `anchor` sits; `y` is the top of the glyphs, which are `7 * scale`
-    /// pixels tall and advance `6 * scale` pixels per character.
-    Text {
-        x: i32,
-        y: i32,
-        text: String,
-        scale: i32,
-        anchor: Anchor,
-        fill: Rgb,
-    },
-}
-
-pub struct Scene {
-    pub width: i32,
-    pub height: i32,
-    pub background: Rgb,
-    pub items: Vec<Item>,
-}
+/// Text and axes.
+pub const INK: RGBColor = RGBColor(40, 40, 40);
+pub const WHITE: RGBColor = RGBColor(255, 255, 255);
+/// Grid lines.
+pub const GRID: RGBColor = RGBColor(225, 225, 225);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -80,17 +71,126 @@ impl Format {
     }
 }
 
-/// Encode `scene` as SVG text or PNG bytes.
-pub fn encode(scene: &Scene, format: Format) -> Result<Vec<u8>> {
+/// `plot` as SVG text or PNG bytes.
+pub fn encode(plot: &impl Plot, format: Format) -> Result<Vec<u8>> {
     match format {
-        Format::Svg => Ok(svg::render(scene).into_bytes()),
-        Format::Png => png::render(scene),
+        Format::Svg => Ok(svg(plot)?.into_bytes()),
+        Format::Png => png(plot),
     }
 }
 
-pub fn write(path: &Path, scene: &Scene) -> Result<()> {
-    let bytes = encode(scene, Format::from_path(path)?)?;
+/// Write `plot` to `path`, as SVG or PNG by the file's extension.
+pub fn write(path: &Path, plot: &impl Plot) -> Result<()> {
+    let bytes = encode(plot, Format::from_path(path)?)?;
     std::fs::write(path, bytes).with_context(|| format!("writing the plot to {}", path.display()))
+}
+
+/// Plot text at the embedded font's native size, anchored at `h`, `v`.
+pub(crate) fn font(color: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
+    (text::FAMILY, text::plotters_size(text::EM)).into_font().color(&color).pos(Pos::new(h, v))
+}
+
+/// Fill the `w` × `h` pixel rectangle whose top-left pixel is (`x`, `y`).
+pub(crate) fn fill<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x: i32,
+    y: i32,
+    w: i32,
+    h: i32,
+    c: RGBColor,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    if w <= 0 || h <= 0 {
+        return Ok(());
+    }
+    check(area.draw(&Rectangle::new([(x, y), (x + w, y + h)], c.filled())))
+}
+
+/// Draw `s` with its anchor point at (`x`, `y`).
+pub(crate) fn write_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &str,
+    x: i32,
+    y: i32,
+    style: &TextStyle,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    check(area.draw(&Text::new(s.to_string(), (x, y), style.clone())))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers shared by the plot tests: decoding PNGs and reading pixels.
+
+    use super::*;
+
+    /// A decoded RGB image.
+    pub struct Image {
+        pub width: u32,
+        pub height: u32,
+        pub pixels: Vec<u8>,
+    }
+
+    impl Image {
+        pub fn at(&self, x: i32, y: i32) -> RGBColor {
+            let i = 3 * (y as usize * self.width as usize + x as usize);
+            RGBColor(self.pixels[i], self.pixels[i + 1], self.pixels[i + 2])
+        }
+
+        /// Pixels in the rectangle that are not `background`.
+        pub fn ink(&self, x: i32, y: i32, w: i32, h: i32, background: RGBColor) -> usize {
+            (y..y + h)
+                .flat_map(|yy| (x..x + w).map(move |xx| (xx, yy)))
+                .filter(|&(xx, yy)| self.at(xx, yy) != background)
+                .count()
+        }
+
+        /// The rectangle's pixels, row by row.
+        pub fn crop(&self, x: i32, y: i32, w: i32, h: i32) -> Vec<RGBColor> {
+            (y..y + h).flat_map(|yy| (x..x + w).map(move |xx| (xx, yy))).map(|(xx, yy)| self.at(xx, yy)).collect()
+        }
+    }
+
+    /// PNG bytes decoded with the `png` crate; they must be 8-bit RGB.
+    pub fn decode(bytes: &[u8]) -> Image {
+        let mut reader = ::png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a valid PNG");
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.color_type, info.bit_depth), (::png::ColorType::Rgb, ::png::BitDepth::Eight));
+        buf.truncate(info.buffer_size());
+        Image { width: info.width, height: info.height, pixels: buf }
+    }
+
+    /// Write `plot` as `name`.svg and `name`.png into a temporary folder, check both
+    /// files (the SVG is a whole document, the PNG decodes to the plot's size), and
+    /// return the SVG text and the decoded PNG. With KILN_PLOT_DIR set, the files are
+    /// also copied there to look at.
+    pub fn render_both(plot: &impl Plot, name: &str) -> (String, Image) {
+        let dir = tempfile::tempdir().unwrap();
+        let (svg_path, png_path) = (dir.path().join(format!("{name}.svg")), dir.path().join(format!("{name}.png")));
+        write(&svg_path, plot).unwrap();
+        write(&png_path, plot).unwrap();
+        let svg = std::fs::read_to_string(&svg_path).unwrap();
+        assert!(svg.starts_with("<svg "), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"));
+        let (w, h) = plot.size();
+        assert!(svg.contains(&format!("width=\"{w}\" height=\"{h}\"")), "size");
+        // Every text asks for the monospace fonts at the size that matches the layout.
+        let font = format!("font-family=\"{}\" font-size=\"13.3\"", backend::SVG_FAMILY);
+        assert_eq!(svg.matches(&font).count(), svg.matches("<text ").count(), "{svg}");
+        let image = decode(&std::fs::read(&png_path).unwrap());
+        assert_eq!((image.width, image.height), (w, h));
+        if let Ok(keep) = std::env::var("KILN_PLOT_DIR") {
+            for p in [&svg_path, &png_path] {
+                std::fs::copy(p, Path::new(&keep).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        (svg, image)
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use kiln_model::{ModelConfig, ModelError, Tokenizer};
 use kiln_sampler::engine::{check_request, Engine, Request};
 use kiln_sampler::SamplerError;
 
-use crate::model_args::load_parts;
+use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
 use openai::{ApiError, Generation};
 
@@ -36,7 +36,7 @@ pub struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Sequences decoded together (each has its own KV cache).
+    /// Sequences decoded together (each has its own slot of one KV cache).
     #[arg(long, default_value_t = 4)]
     slots: usize,
     /// Positions per slot (prompt + completion); at most the model's context.
@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// The model id reported by /v1/models (default: the file or directory name).
     #[arg(long)]
     name: Option<String>,
+    /// How the KV cache stores keys and values (see `kiln generate --help`).
+    #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
+    kv_cache: KvCacheArg,
 }
 
 /// What every connection thread reads.
@@ -95,12 +98,16 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         bail!("--slots must be >= 1");
     }
     let dev = dev_args.open()?;
-    let parts = load_parts(&dev, &args.model)?;
-    let Some(tokenizer) = parts.tokenizer else { bail!("{} has no tokenizer: kiln serve needs one", args.model.display()) };
+    let mut parts = load_parts(&dev, &args.model)?;
+    parts.model.set_kv_dtype(args.kv_cache.into());
+    let Some(tokenizer) = parts.tokenizer else {
+        bail!("{} has no tokenizer: kiln serve needs one", args.model.display())
+    };
     let config = parts.model.config();
     let context = args.context.min(config.max_position_embeddings);
     let engine = Engine::new(&dev, &parts.model, args.slots, context)?;
-    let listener = TcpListener::bind((args.host.as_str(), args.port)).with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let model_id = args.name.clone().unwrap_or_else(|| {
         args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln".into())
     });

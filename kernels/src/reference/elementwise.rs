@@ -1,6 +1,5 @@
 //! CPU twins for wgsl/elementwise.wgsl.
 
-
 /// `a + b` with `b` broadcast over `a`'s leading dimensions.
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().enumerate().map(|(i, x)| x + b[i % b.len()]).collect()

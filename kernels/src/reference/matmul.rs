@@ -1,5 +1,11 @@
 //! CPU twin for wgsl/matmul.wgsl, and the weight conversions tests use so the twin
 //! multiplies by exactly the values the GPU dequantises.
+//!
+//! The twin of both weight tiles is [`matmul`] on the dequantized weights: f32 tiles
+//! hold them exactly, f16 tiles (`matmul::WeightTile::F16`) hold GGUF blocks' integer
+//! quants (exact in f16) and f16 weights exactly. Only dense f32/bf16 weights on f16
+//! tiles (on request) are rounded when staged: their twin is [`matmul`] on
+//! [`f16_tile_values`] of the weights.
 
 use kiln_tensor::DType;
 
@@ -24,6 +30,19 @@ pub fn matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, 
         }
     }
     out
+}
+
+/// Dense weights as an f16 weight tile holds them: each rounded to the nearest f16 (ties
+/// to even; beyond ±65504 infinite), back as f32.
+pub fn f16_tile_values(w: &[f32]) -> Vec<f32> {
+    w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// `Σ_k |a[b, i, k] · w[b?, j, k]|` for every output (shapes as in [`matmul`]): the scale
+/// of a dot product's rounding errors, for error bounds.
+pub fn abs_matmul(a: &[f32], w: &[f32], batch: usize, m: usize, n: usize, k: usize, w_batched: bool) -> Vec<f32> {
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    matmul(&abs(a), &abs(w), batch, m, n, k, w_batched)
 }
 
 /// Little-endian bytes of `w` stored as `dtype` (f32, f16 or bf16; halves rounded to

@@ -100,9 +100,7 @@ pub fn kept(x: &[f32], row: &SampleRow) -> Vec<bool> {
             }
         }
     }
-    x.iter()
-        .map(|&v| v >= threshold && (row.min_p == 0.0 || weight(v, m) >= row.min_p as f64))
-        .collect()
+    x.iter().map(|&v| v >= threshold && (row.min_p == 0.0 || weight(v, m) >= row.min_p as f64)).collect()
 }
 
 fn mix32(x: u32) -> u32 {
@@ -134,9 +132,7 @@ pub fn scores(x: &[f32], row: &SampleRow) -> Vec<Option<f64>> {
     let keep = kept(x, row);
     x.iter()
         .enumerate()
-        .map(|(i, &v)| {
-            keep[i].then(|| if row.temperature > 0.0 { v as f64 + gumbel(row, i as u32) } else { v as f64 })
-        })
+        .map(|(i, &v)| keep[i].then(|| if row.temperature > 0.0 { v as f64 + gumbel(row, i as u32) } else { v as f64 }))
         .collect()
 }
 
