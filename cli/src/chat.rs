@@ -9,7 +9,7 @@ use kiln_model::gguf::chat::ChatMessage;
 use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_sampler::SamplingParams;
 
-use crate::model_args::{load_parts, GgufTokenizer};
+use crate::model_args::load_parts;
 use crate::DeviceArgs;
 
 #[derive(Args)]
@@ -30,13 +30,11 @@ pub struct ChatArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
-    gguf_tokenizer: GgufTokenizer,
 }
 
 pub fn run(dev_args: &DeviceArgs, args: ChatArgs) -> Result<()> {
     let dev = dev_args.open()?;
-    let parts = load_parts(&dev, &args.model, args.gguf_tokenizer)?;
+    let parts = load_parts(&dev, &args.model)?;
     let Some(tok) = parts.tokenizer.as_ref() else { bail!("{} has no tokenizer", args.model.display()) };
     if parts.template.is_none() {
         bail!("{} has no chat template: use `kiln generate` instead", args.model.display());

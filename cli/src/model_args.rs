@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_model::gguf::chat::{render_chat, ChatMessage};
-use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
 use kiln_model::gguf::GgufFile;
 use kiln_model::{KvDtype, Model, ModelDir, Tokenizer};
 use kiln_tensor::Device;
@@ -26,17 +26,13 @@ pub struct ModelArgs {
     /// System message for --chat (default: the template's own, if it has one).
     #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
-    /// How to read a GGUF file's tokenizer: `transformers` gives the same ids as Hugging
-    /// Face transformers' GGUF conversion (the reference kiln is tested against); `gguf`
-    /// follows the file's metadata as llama.cpp does (e.g. Qwen's FIM and tool-call
-    /// tokens stay single tokens, SmolLM2 gets no BOS).
-    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
-    pub gguf_tokenizer: GgufTokenizer,
     /// How the KV cache stores keys and values.
     #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
     pub kv_cache: KvCacheArg,
     /// The prompt text. Without --chat it is tokenized as transformers' `tokenizer(prompt)`
-    /// does (the tokenizer's own special tokens, e.g. a BOS, are added).
+    /// does, with the special tokens the model's files ask for: a BOS only where the
+    /// tokenizer adds one (a GGUF's `add_bos_token`, a tokenizer.json's post-processor),
+    /// none for GPT-2, Qwen2 or SmolLM2.
     pub prompt: Option<String>,
 }
 
@@ -53,21 +49,6 @@ impl From<KvCacheArg> for KvDtype {
         match a {
             KvCacheArg::F16 => KvDtype::F16,
             KvCacheArg::F32 => KvDtype::F32,
-        }
-    }
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GgufTokenizer {
-    Transformers,
-    Gguf,
-}
-
-impl GgufTokenizer {
-    pub fn flavor(self) -> Flavor {
-        match self {
-            GgufTokenizer::Transformers => Flavor::Transformers,
-            GgufTokenizer::Gguf => Flavor::Gguf,
         }
     }
 }
@@ -138,27 +119,34 @@ impl ModelParts {
 }
 
 /// Render `messages` with `template` (generation prompt added) and tokenize the result.
-pub fn chat_ids(tok: &Tokenizer, template: &str, bos: Option<u32>, eos_ids: &[u32], messages: &[ChatMessage]) -> Result<(Vec<u32>, String)> {
+pub fn chat_ids(
+    tok: &Tokenizer,
+    template: &str,
+    bos: Option<u32>,
+    eos_ids: &[u32],
+    messages: &[ChatMessage],
+) -> Result<(Vec<u32>, String)> {
     let eos = token_string(tok, eos_ids.first().copied());
     let rendered = render_chat(template, messages, true, &token_string(tok, bos), &eos)?;
     Ok((tok.encode_with_special(&rendered, false)?, rendered))
 }
 
 /// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
-pub fn load_parts(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) -> Result<ModelParts> {
+pub fn load_parts(dev: &Device, path: &Path) -> Result<ModelParts> {
     let bar = crate::progress::spinner(format!("loading {} onto {}", path.display(), dev.info().name));
-    let parts = load_parts_quietly(dev, path, gguf_tokenizer);
+    let parts = load_parts_quietly(dev, path);
     bar.finish_and_clear();
     parts
 }
 
-fn load_parts_quietly(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) -> Result<ModelParts> {
+fn load_parts_quietly(dev: &Device, path: &Path) -> Result<ModelParts> {
     if kiln_model::gguf::model::is_gguf(path) {
         let file = GgufFile::open(path)?;
         let spec = GgufTokenizerSpec::from_gguf(&file)?;
         // End of sequence as the file says (llama.cpp's reading: eos and eot).
         let eos_ids = spec.eos_ids();
-        let tokenizer = build(&spec.with_flavor(gguf_tokenizer.flavor()))?;
+        // BOS/EOS, added tokens and the split as the metadata says (llama.cpp, transformers 5).
+        let tokenizer = build(&spec)?;
         let template = kiln_model::gguf::chat::chat_template(&file)?.map(str::to_string);
         let model = Model::load_gguf(dev, &file)?;
         let bos = model.config().bos_token_id;
@@ -176,7 +164,7 @@ fn load_parts_quietly(dev: &Device, path: &Path, gguf_tokenizer: GgufTokenizer) 
 impl ModelArgs {
     /// Open the model, build the prompt, upload the weights.
     pub fn load(&self, dev: &Device) -> Result<Loaded> {
-        let mut parts = load_parts(dev, &self.model, self.gguf_tokenizer)?;
+        let mut parts = load_parts(dev, &self.model)?;
         parts.model.set_kv_dtype(self.kv_cache.into());
         let (prompt_ids, prompt_text) = match (&self.prompt_ids, &self.prompt) {
             (Some(_), Some(_)) => bail!("give either a prompt or --prompt-ids, not both"),
@@ -208,5 +196,59 @@ impl ModelArgs {
         }
         let ModelParts { model, tokenizer, eos_ids, .. } = parts;
         Ok(Loaded { model, tokenizer, eos_ids, prompt_ids, prompt_text })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_model::gguf::tokenizer::token_type;
+
+    /// A byte-level vocabulary whose GGUF metadata asks for a BOS (`<s>`) on every text.
+    fn bos_tokenizer() -> Tokenizer {
+        let mut tokens: Vec<String> =
+            kiln_model::tokenizer::bytes_to_unicode().into_iter().map(|(_, c)| c.to_string()).collect();
+        let mut token_types = vec![token_type::NORMAL; tokens.len()];
+        for t in ["<s>", "</s>"] {
+            tokens.push(t.to_string());
+            token_types.push(token_type::CONTROL);
+        }
+        let spec = GgufTokenizerSpec {
+            model: "gpt2".into(),
+            pre: Some("gpt2".into()),
+            bos: Some(256),
+            eos: Some(257),
+            add_bos: Some(true),
+            tokens,
+            token_types,
+            source: "synthetic.gguf".into(),
+            ..Default::default()
+        };
+        build(&spec).unwrap()
+    }
+
+    #[test]
+    fn chat_ids_add_exactly_what_the_template_writes() {
+        let tok = bos_tokenizer();
+        let template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}";
+        let (ids, text) = chat_ids(&tok, template, Some(256), &[257], &[ChatMessage::user("hi")]).unwrap();
+        assert_eq!(text, "<s>hi</s>");
+        // One BOS, from the template; none added on top of it.
+        assert_eq!(ids.iter().filter(|&&i| i == 256).count(), 1, "{ids:?}");
+        assert_eq!(ids[0], 256);
+        assert_eq!(*ids.last().unwrap(), 257);
+        // A plain prompt gets the BOS the file asks for.
+        assert_eq!(tok.encode_with_special("hi", true).unwrap()[0], 256);
+
+        // A template without a BOS gets none.
+        let (ids, _) = chat_ids(
+            &tok,
+            "{% for m in messages %}{{ m.content }}{% endfor %}",
+            Some(256),
+            &[257],
+            &[ChatMessage::user("hi")],
+        )
+        .unwrap();
+        assert!(!ids.contains(&256), "{ids:?}");
     }
 }

@@ -10,7 +10,7 @@ use kiln_model::Tokenizer;
 use kiln_sampler::score::{score_answer, score_text, AnswerScore, TextScore, TokenScore, Totals};
 use serde_json::{json, Value};
 
-use crate::model_args::{load_parts, GgufTokenizer, KvCacheArg};
+use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
 
 #[derive(Args)]
@@ -32,9 +32,6 @@ pub struct ScoreArgs {
     /// bits_per_byte, and answer_* with --answer) instead of the table.
     #[arg(long)]
     json: bool,
-    /// How to read a GGUF file's tokenizer (as for `kiln generate`).
-    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
-    gguf_tokenizer: GgufTokenizer,
     /// How the KV cache stores keys and values (as for `kiln generate`).
     #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
     kv_cache: KvCacheArg,
@@ -76,7 +73,7 @@ impl ScoreArgs {
 pub fn run(dev_args: &DeviceArgs, args: ScoreArgs) -> Result<()> {
     let input = args.input()?;
     let dev = dev_args.open()?;
-    let mut opened = load_parts(&dev, &args.model, args.gguf_tokenizer)?;
+    let mut opened = load_parts(&dev, &args.model)?;
     opened.model.set_kv_dtype(args.kv_cache.into());
     let Some(tok) = opened.tokenizer.as_ref() else {
         bail!("{} has no tokenizer (tokenizer.json): kiln score needs one", args.model.display())

@@ -1,9 +1,11 @@
 //! `tokenizer.json` through the `tokenizers` crate, plus a streaming detokenizer.
 //!
-//! `encode` does not add special tokens (like `transformers`' `tokenizer(prompt)` for
-//! GPT-2 and Qwen2, which add no BOS); `encode_with_special` runs the tokenizer's
-//! post-processor (e.g. Llama 3's `<|begin_of_text|>`). Special tokens written in the
-//! text itself (`<|im_end|>`) are always recognised, as in transformers.
+//! `encode` adds no special tokens; `encode_with_special` adds what the file says, as
+//! transformers 5's `tokenizer(text)` does: it runs the post-processor of `tokenizer.json`
+//! (e.g. Llama 3's `<|begin_of_text|>`; GPT-2 and Qwen2 add nothing). Like transformers 5,
+//! kiln ignores `add_bos_token` / `add_eos_token` in `tokenizer_config.json` when there is a
+//! `tokenizer.json`. Special tokens written in the text itself (`<|im_end|>`) are always
+//! recognised, as in transformers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -117,7 +119,8 @@ impl Tokenizer {
         self.encode_with_special(text, false)
     }
 
-    /// Token ids of `text`; `add_special` runs the post-processor (adds BOS for Llama 3).
+    /// Token ids of `text`; `add_special` runs the post-processor, adding the BOS/EOS the
+    /// tokenizer's file asks for (a BOS for Llama 3; nothing for GPT-2, Qwen2, SmolLM2).
     pub fn encode_with_special(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, add_special).map_err(|e| self.err("encoding", e))?;
         Ok(enc.get_ids().to_vec())

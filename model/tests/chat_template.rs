@@ -1,14 +1,14 @@
 //! Chat templates rendered with MiniJinja against transformers' `apply_chat_template(..,
 //! tokenize=False)`: the real templates of the cached GGUF models (goldens from
 //! tests/fixtures/make_gguf_goldens.py, plus multi-turn renderings taken from transformers
-//! 4.57.6 with jinja2 3.1.6), a synthetic template exercising what transformers' Jinja
+//! 5.24.0 with jinja2 3.1.6), a synthetic template exercising what transformers' Jinja
 //! environment provides, and errors.
 
 use std::path::PathBuf;
 
 use kiln_model::fetch;
 use kiln_model::gguf::chat::{chat_template, render_chat, ChatMessage, ChatTemplate};
-use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
 use kiln_model::gguf::GgufFile;
 use serde_json::Value;
 
@@ -61,7 +61,7 @@ fn check_real(model: &str, golden_name: &str, default_system: &str) {
     let spec = GgufTokenizerSpec::from_gguf(&f).unwrap();
     let bos = &spec.tokens[spec.bos.unwrap() as usize];
     let eos = &spec.tokens[spec.eos.unwrap() as usize];
-    let tok = build(&spec.clone().with_flavor(Flavor::Gguf)).unwrap();
+    let tok = build(&spec).unwrap();
     let g = golden(golden_name);
     let ct = ChatTemplate::new(template).unwrap();
     for (k, case) in g["chat_template"].as_object().unwrap() {
@@ -113,7 +113,8 @@ const SYNTHETIC: &str = r#"{{- bos_token }}
 {{ tools is none }}|{{ documents is none }}
 "#;
 
-/// jinja2 3.1.6 in transformers 4.57.6's chat-template environment, on the same input.
+/// jinja2 3.1.6 in transformers 5.24.0's chat-template environment
+/// (`render_jinja_template`), on the same input.
 const SYNTHETIC_OUT: &str = "<s>    <user> Hello there, how are you?\n(long)    <assistant> Fine.</s>\n    <user> ok\n<assistant>{\"a\": 1, \"b\": [1, 2.5, \"x\\\"y\", null, true], \"c\": \"é<>&\\n\"}\n[\n  \"x\",\n  1e+20,\n  0.0001,\n  1e-05\n]\nTrue|True";
 
 #[test]

@@ -4,11 +4,10 @@
 //!   each pre-tokenizer, and one test per error.
 //! - A synthetic GGUF file through `from_gguf`.
 //! - The real models (Qwen2.5-Coder-0.5B Q4_K_M, SmolLM2-135M Q4_1) from the kiln cache,
-//!   against goldens written by transformers' own GGUF conversion
-//!   (tests/fixtures/make_gguf_goldens.py): the transformers flavor id for id, and the
-//!   default GGUF flavor with exactly the documented differences. Skipped with a note
-//!   when the files are not cached (`python3 tests/fixtures/fetch_models.py` or `kiln
-//!   fetch`), failed instead when KILN_REQUIRE_MODELS=1.
+//!   against goldens written by transformers 5's own GGUF conversion
+//!   (tests/fixtures/make_gguf_goldens.py), id for id, BOS/EOS included. Skipped with a
+//!   note when the files are not cached (`python3 tests/fixtures/fetch_models.py` or
+//!   `kiln fetch`), failed instead when KILN_REQUIRE_MODELS=1.
 
 #[path = "common/gguf_writer.rs"]
 mod gguf_writer;
@@ -17,7 +16,7 @@ use std::path::PathBuf;
 
 use gguf_writer::GgufBuilder;
 use kiln_model::fetch;
-use kiln_model::gguf::tokenizer::{build, from_gguf, token_type, Flavor, GgufTokenizerSpec};
+use kiln_model::gguf::tokenizer::{build, from_gguf, token_type, GgufTokenizerSpec};
 use kiln_model::gguf::{GgufArray, GgufFile, GgufValue};
 use kiln_model::Tokenizer;
 use serde_json::Value;
@@ -78,7 +77,6 @@ fn spec() -> GgufTokenizerSpec {
     GgufTokenizerSpec {
         model: "gpt2".into(),
         pre: Some("gpt2".into()),
-        arch: Some("llama".into()),
         tokens,
         merges,
         token_types: types,
@@ -205,12 +203,14 @@ fn synthetic_pre_tokenizers() {
     assert_eq!(t.encode("123").unwrap(), vec![id(&t, "123")]);
     assert_eq!(t.encode("12312").unwrap(), vec![id(&t, "123"), id(&t, "12")]);
 
-    // Qwen2 normalizes to NFC: a decomposed é encodes like the composed one.
-    let t = by_pre(Some("qwen2"));
-    assert_eq!(t.encode("e\u{301}").unwrap(), t.encode("é").unwrap());
-    assert_eq!(t.encode("é").unwrap(), vec![id(&t, &bl("é"))]);
-    let t = by_pre(Some("gpt2"));
-    assert_ne!(t.encode("e\u{301}").unwrap(), t.encode("é").unwrap());
+    // No normalizer, as llama.cpp (Qwen2's own tokenizer.json would apply NFC): a
+    // decomposed é stays two characters.
+    for pre in ["qwen2", "gpt2", "smollm", "llama-bpe"] {
+        let t = by_pre(Some(pre));
+        assert_eq!(t.encode("é").unwrap(), vec![id(&t, &bl("é"))], "{pre}");
+        assert_ne!(t.encode("e\u{301}").unwrap(), t.encode("é").unwrap(), "{pre}");
+        assert_eq!(t.decode(&t.encode("e\u{301}").unwrap(), false).unwrap(), "e\u{301}", "{pre}");
+    }
 
     // Qwen2's split: a letter run takes one preceding non-letter; "'S" is one piece.
     let t = by_pre(Some("qwen2"));
@@ -269,34 +269,8 @@ fn synthetic_errors_name_the_key() {
     let e = err_of(&GgufTokenizerSpec { add_bos: Some(true), bos: None, ..spec() });
     assert!(e.contains("tokenizer.ggml.add_bos_token"), "{e}");
 
-    let e = err_of(&GgufTokenizerSpec { arch: Some("gemma".into()), flavor: Flavor::Transformers, ..spec() });
-    assert!(e.contains("general.architecture") && e.contains("gemma"), "{e}");
-}
-
-#[test]
-fn synthetic_transformers_flavor() {
-    // qwen2: only the three ChatML tokens are added; the GGUF's control tokens are not.
-    let s = GgufTokenizerSpec {
-        arch: Some("qwen2".into()),
-        pre: Some("qwen2".into()),
-        flavor: Flavor::Transformers,
-        ..spec()
-    };
-    let t = build(&s).unwrap();
-    assert_eq!(t.encode("<|im_start|>").unwrap(), vec![id_of_static("<|im_start|>")]);
-    assert!(t.encode("<tool>").unwrap().len() > 1);
-    assert_eq!(t.encode_with_special("hello", true).unwrap(), t.encode("hello").unwrap());
-
-    // llama: control tokens special, and tokens[bos] always added with special tokens.
-    let s = GgufTokenizerSpec { flavor: Flavor::Transformers, ..spec() };
-    let t = build(&s).unwrap();
-    assert_eq!(t.encode("<tool>").unwrap().len(), 6);
-    let plain = t.encode("<|im_end|>hello").unwrap();
-    assert_eq!(plain[0], id_of_static("<|im_end|>"));
-    assert_eq!(
-        t.encode_with_special("<|im_end|>hello", true).unwrap(),
-        [vec![id_of_static("<|im_start|>")], plain].concat()
-    );
+    let e = err_of(&GgufTokenizerSpec { add_eos: Some(true), eos: None, ..spec() });
+    assert!(e.contains("tokenizer.ggml.add_eos_token"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -326,7 +300,7 @@ fn from_gguf_reads_the_metadata() {
     assert_eq!(got.merges, s.merges);
     assert_eq!(got.token_types, s.token_types);
     assert_eq!((got.bos, got.eos, got.pad, got.add_bos, got.add_eos), (s.bos, s.eos, s.pad, Some(true), None));
-    assert_eq!((got.pre.as_deref(), got.arch.as_deref()), (Some("qwen2"), Some("qwen2")));
+    assert_eq!(got.pre.as_deref(), Some("qwen2"));
     let t = from_gguf(&f).unwrap();
     assert_eq!(t.path(), path.as_path());
     assert_eq!(t.encode_with_special("hello", true).unwrap(), vec![s.bos.unwrap(), t.token_to_id("hello").unwrap()]);
@@ -373,10 +347,10 @@ fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-fn load(name: &str, flavor: Flavor) -> Option<(GgufTokenizerSpec, Tokenizer)> {
+fn load(name: &str) -> Option<(GgufTokenizerSpec, Tokenizer)> {
     let path = model_file(name)?;
     let f = GgufFile::open(&path).unwrap();
-    let spec = GgufTokenizerSpec::from_gguf(&f).unwrap().with_flavor(flavor);
+    let spec = GgufTokenizerSpec::from_gguf(&f).unwrap();
     let t = build(&spec).unwrap();
     Some((spec, t))
 }
@@ -391,10 +365,20 @@ fn streamed(t: &Tokenizer, ids: &[u32], skip: bool) -> String {
     out
 }
 
-/// Every case of the golden, exactly, with the transformers flavor.
-fn check_transformers_flavor(model: &str, golden_name: &str) {
-    let Some((_, t)) = load(model, Flavor::Transformers) else { return };
+/// Every case of transformers 5's golden, id for id, with and without special tokens;
+/// tokens, decoding (also streamed), the chat renderings' ids, the added tokens and the
+/// bos/eos ids. Returns the spec and tokenizer for model-specific checks.
+fn check_against_transformers(model: &str, golden_name: &str) -> Option<(GgufTokenizerSpec, Tokenizer)> {
+    let (spec, t) = load(model)?;
     let g = golden(golden_name);
+    assert_eq!(
+        g["versions"]["transformers"].as_str().unwrap().split('.').next(),
+        Some("5"),
+        "golden from transformers 5"
+    );
+    // The script's own GGUF-metadata layout (llama.cpp's reading) agrees with transformers
+    // on every string, so kiln matching one is matching both.
+    assert_eq!(g["gguf_layout_differs_for"].as_array().unwrap().len(), 0, "{model}: transformers vs llama.cpp layout");
     assert_eq!(t.vocab_size() as u64, g["len_tokenizer"].as_u64().unwrap());
     let cases = g["cases"].as_array().unwrap();
     assert!(cases.len() >= 30);
@@ -427,78 +411,27 @@ fn check_transformers_flavor(model: &str, golden_name: &str) {
             "{model}: chat {k}"
         );
     }
-    // Special tokens transformers knows (added tokens of its backend) are special here.
-    for at in g["backend"]["added_tokens"].as_array().unwrap() {
+    // The same added tokens, special where transformers has them special.
+    let added = g["backend"]["added_tokens"].as_array().unwrap();
+    assert_eq!(t.inner().get_added_tokens_decoder().len(), added.len(), "{model}: number of added tokens");
+    for at in added {
         let (id, content, special) =
             (at[0].as_u64().unwrap() as u32, at[1].as_str().unwrap(), at[2].as_bool().unwrap());
         assert_eq!(t.token_to_id(content), Some(id));
         assert_eq!(t.is_special(id), special, "{content}");
     }
+    let special_id = |name: &str| g["special_tokens"][name][1].as_u64().map(|i| i as u32);
+    assert_eq!((spec.bos, spec.eos), (special_id("bos_token"), special_id("eos_token")), "{model}: bos/eos");
+    Some((spec, t))
 }
 
 #[test]
-fn qwen_transformers_flavor_matches_goldens() {
-    check_transformers_flavor("qwen2.5-coder-0.5b", "qwen2.5");
-}
-
-#[test]
-fn smollm2_transformers_flavor_matches_goldens() {
-    check_transformers_flavor("smollm2-135m", "smollm2");
-}
-
-/// The default flavor: the golden's ids except where the GGUF metadata says otherwise —
-/// texts holding control / user-defined tokens transformers does not add (Qwen's
-/// `<|fim_*|>`, `<tool_call>`) and the BOS transformers adds against `add_bos_token`.
-fn check_gguf_flavor(model: &str, golden_name: &str) -> usize {
-    let Some((spec, t)) = load(model, Flavor::Gguf) else { return 0 };
-    let g = golden(golden_name);
-    let add_bos = spec.add_bos.unwrap_or(false);
-    let extra: Vec<(u32, &str)> = spec
-        .tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(spec.token_types[*i], token_type::CONTROL | token_type::USER_DEFINED))
-        .map(|(i, s)| (i as u32, s.as_str()))
-        .filter(|(i, _)| {
-            !g["backend"]["added_tokens"].as_array().unwrap().iter().any(|a| a[0].as_u64() == Some(*i as u64))
-        })
-        .collect();
-    let mut differing = 0;
-    for c in g["cases"].as_array().unwrap() {
-        let text = c["text"].as_str().unwrap();
-        let got = t.encode(text).unwrap();
-        let holds: Vec<u32> = extra.iter().filter(|(_, s)| text.contains(s)).map(|&(i, _)| i).collect();
-        if holds.is_empty() {
-            assert_eq!(got, ids(&c["ids"]), "{model}: ids of {text:?}");
-            assert_eq!(t.decode(&got, true).unwrap(), c["decoded_skip_special"].as_str().unwrap(), "{model}: {text:?}");
-        } else {
-            differing += 1;
-            assert_ne!(got, ids(&c["ids"]));
-            for &i in &holds {
-                assert!(got.contains(&i), "{model}: {text:?} should hold token {i}: {got:?}");
-            }
-        }
-        // The golden's decoded text (Qwen2 normalizes to NFC, so not always `text`).
-        let decoded = if holds.is_empty() { c["decoded"].as_str().unwrap() } else { text };
-        assert_eq!(t.decode(&got, false).unwrap(), decoded, "{model}: round trip of {text:?}");
-        assert_eq!(streamed(&t, &got, false), decoded);
-        let with_special = t.encode_with_special(text, true).unwrap();
-        let want = if add_bos { [vec![spec.bos.unwrap()], got.clone()].concat() } else { got.clone() };
-        assert_eq!(with_special, want, "{model}: {text:?} with special tokens");
-    }
-    for (k, v) in g["chat_template"].as_object().unwrap() {
-        assert_eq!(t.encode(v["text"].as_str().unwrap()).unwrap(), ids(&v["ids"]), "{model}: chat {k}");
-    }
-    differing
-}
-
-#[test]
-fn qwen_gguf_flavor() {
-    let Some((spec, t)) = load("qwen2.5-coder-0.5b", Flavor::Gguf) else { return };
-    assert_eq!(check_gguf_flavor("qwen2.5-coder-0.5b", "qwen2.5"), 2, "the <|fim_*|> and <tool_call> cases");
+fn qwen_matches_transformers() {
+    let Some((spec, t)) = check_against_transformers("qwen2.5-coder-0.5b", "qwen2.5") else { return };
     assert_eq!((spec.bos, spec.eos, spec.pad, spec.add_bos), (Some(151643), Some(151645), Some(151643), Some(false)));
     assert_eq!(t.eos_ids(), &[151645, 151643]);
     assert_eq!(t.vocab_size(), 151936);
+    // FIM and tool-call tokens are single tokens; FIM's are special, tool calls' are not.
     assert_eq!(t.encode("<|fim_prefix|>").unwrap(), vec![151659]);
     assert!(t.is_special(151659));
     assert_eq!(t.encode("<tool_call>").unwrap(), vec![151657]);
@@ -507,13 +440,17 @@ fn qwen_gguf_flavor() {
 }
 
 #[test]
-fn smollm2_gguf_flavor() {
-    let Some((spec, t)) = load("smollm2-135m", Flavor::Gguf) else { return };
-    assert_eq!(check_gguf_flavor("smollm2-135m", "smollm2"), 0);
+fn smollm2_matches_transformers() {
+    let Some((spec, t)) = check_against_transformers("smollm2-135m", "smollm2") else { return };
     assert_eq!((spec.bos, spec.eos, spec.add_bos), (Some(1), Some(2), Some(false)));
     assert_eq!(spec.pre.as_deref(), Some("smollm"));
     assert_eq!(t.eos_ids(), &[2, 0]);
     assert_eq!(t.vocab_size(), 49152);
+    // add_bos_token is false: no `<|im_start|>` (id 1) before the text.
+    let plain = t.encode("The capital of France is").unwrap();
+    assert_eq!(plain, vec![504, 3575, 282, 4649, 314]);
+    assert_eq!(t.encode_with_special("The capital of France is", true).unwrap(), plain);
+    assert_eq!(t.encode_with_special("", true).unwrap(), Vec::<u32>::new());
 }
 
 /// Downloads the real models (network, ~600 MB): `cargo test -p kiln-model --test

@@ -1,26 +1,26 @@
-//! Real models from GGUF (weights kept quantized on the GPU) vs Hugging Face transformers
+//! Real models from GGUF (weights kept quantized on the GPU) vs Hugging Face transformers 5
 //! (the same GGUF loaded with `gguf_file=`, dequantized to float32), goldens made by
 //! tests/fixtures/make_gguf_goldens.py:
-//! - Qwen2.5-Coder-0.5B-Instruct Q4_K_M on code and prose prompts: prompt ids equal,
-//!   last-position top-10 ids equal as a set, their logits within `TOP_LOGITS` with an
-//!   f32 KV cache and within `TOP_LOGITS_F16_KV` with the default f16 one, 16 greedy ids
-//!   exact (f16 cache);
-//! - SmolLM2-135M-Instruct Q4_1 (llama, Q/K rows un-permuted): the first 4 greedy ids exact.
+//! - Qwen2.5-Coder-0.5B-Instruct Q4_K_M on code and prose prompts: prompt ids equal (with
+//!   the special tokens the file asks for: none), last-position top-10 ids equal as a
+//!   set, their logits within `TOP_LOGITS` with an f32 KV cache and within
+//!   `TOP_LOGITS_F16_KV` with the default f16 one, 16 greedy ids exact (f16 cache);
+//! - SmolLM2-135M-Instruct Q4_1 (llama, Q/K rows un-permuted): prompt ids equal (no BOS:
+//!   the GGUF's `add_bos_token` is false), the first 4 greedy ids exact.
 //! The models come from `kiln fetch` (cached outside the repo). Without them these tests
 //! print a note and pass, unless KILN_REQUIRE_MODELS=1 (CI), where they fail.
 
 mod common;
 
-
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{self, Tol};
-use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_model::gguf::chat::{render_chat, ChatMessage};
 use kiln_model::gguf::GgufFile;
 use kiln_model::{KvDtype, Model};
+use kiln_sampler::generate::{generate, Flow, GenerateOptions};
 use kiln_tensor::{Recorder, Tensor};
 
-use common::{golden, ids, real_model_path, transformers_tokenizer};
+use common::{gguf_tokenizer, golden, ids, real_model_path};
 
 /// Top-10 logits vs transformers. Both dequantize the same blocks to f32 and compute in
 /// f32; only summation order differs, through 24 layers (logits are ~10-20 in size;
@@ -72,14 +72,18 @@ fn qwen2_5_coder_q4_k_m_matches_transformers() {
     let g = golden("gguf_qwen2.5-coder-0.5b-q4_k_m.json");
     let dev = test_device();
     let file = GgufFile::open(&path).unwrap();
-    let tokenizer = transformers_tokenizer(&file);
+    let tokenizer = gguf_tokenizer(&file);
     let model = Model::load_gguf(&dev, &file).unwrap();
     let mut checked = 0;
     for case in g["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["prompt_ids"]);
         if let Some(text) = case["prompt"].as_str() {
-            assert_eq!(tokenizer.encode_with_special(text, true).unwrap(), ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+            assert_eq!(
+                tokenizer.encode_with_special(text, true).unwrap(),
+                ids(&case["prompt_ids_add_special_tokens"]),
+                "{name}: prompt ids"
+            );
         }
         // Two code and two prose prompts run through the model; the rest only check ids.
         if !["code_fib", "code_numpy", "prose_france", "prose_once"].contains(&name) {
@@ -117,7 +121,7 @@ fn qwen2_5_chat_template_gives_transformers_prompt_ids() {
     let Some(path) = real_model_path("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") else { return };
     let g = golden("gguf_tokenizer_qwen2.5.json");
     let file = GgufFile::open(&path).unwrap();
-    let tokenizer = transformers_tokenizer(&file);
+    let tokenizer = gguf_tokenizer(&file);
     let template = kiln_model::gguf::chat::chat_template(&file).unwrap().expect("Qwen2.5 has a chat template");
     let chats = g["chat_template"].as_object().expect("chat renderings in the golden");
     for (name, chat) in chats {
@@ -139,7 +143,7 @@ fn smollm2_q4_1_first_greedy_ids_match_transformers() {
     let g = golden("gguf_smollm2-135m-q4_1.json");
     let dev = test_device();
     let file = GgufFile::open(&path).unwrap();
-    let tokenizer = transformers_tokenizer(&file);
+    let tokenizer = gguf_tokenizer(&file);
     let model = Model::load_gguf(&dev, &file).unwrap();
     for case in g["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -148,8 +152,10 @@ fn smollm2_q4_1_first_greedy_ids_match_transformers() {
         let got = greedy(&dev, &model, &prompt, 4);
         assert_eq!(got, want[..4], "{name}: first 4 greedy ids");
         if let Some(text) = case["prompt"].as_str() {
-            // kiln encodes like transformers' tokenizer(prompt): SmolLM2 adds its BOS.
-            assert_eq!(tokenizer.encode_with_special(text, true).unwrap(), ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+            // kiln encodes like transformers 5's tokenizer(prompt), as the file says: no BOS.
+            let default_ids = tokenizer.encode_with_special(text, true).unwrap();
+            assert_eq!(default_ids, ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+            assert_eq!(default_ids, prompt, "{name}: no special tokens added");
         }
     }
 }

@@ -169,6 +169,40 @@ fn tokenizers_match_transformers_and_round_trip() {
     }
 }
 
+/// add_bos_token / add_eos_token in tokenizer_config.json change nothing next to a
+/// tokenizer.json: transformers 5 drops them and so does kiln; tokenizer.json's
+/// post-processor decides what `encode_with_special` adds.
+#[test]
+fn tokenizer_config_bos_eos_flags_are_ignored_like_transformers() {
+    for (golden_name, model) in [("tokenizer_gpt2", "gpt2-tiny-f32"), ("tokenizer_qwen2", "qwen2-tiny-tied-f32")] {
+        let g = golden(golden_name);
+        let src = fixtures().join("models").join(model);
+        let variants = g["tokenizer_config_flags"].as_array().unwrap();
+        assert_eq!(variants.len(), 4, "{golden_name}");
+        for v in variants {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::copy(src.join("tokenizer.json"), tmp.path().join("tokenizer.json")).unwrap();
+            let cfg_text = std::fs::read_to_string(src.join("tokenizer_config.json")).unwrap();
+            let mut cfg: Value = serde_json::from_str(&cfg_text).unwrap();
+            for (k, flag) in v["set_in_tokenizer_config"].as_object().unwrap() {
+                cfg[k] = flag.clone();
+            }
+            std::fs::write(tmp.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+            let tok = kiln_model::Tokenizer::from_dir(tmp.path()).unwrap();
+            for case in v["cases"].as_array().unwrap() {
+                let text = case["text"].as_str().unwrap();
+                let flags = &v["set_in_tokenizer_config"];
+                assert_eq!(tok.encode(text).unwrap(), ids(&case["ids"]), "{golden_name} {flags}: {text:?}");
+                assert_eq!(
+                    tok.encode_with_special(text, true).unwrap(),
+                    ids(&case["ids_add_special_tokens"]),
+                    "{golden_name} {flags}: {text:?} with special tokens"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn unsupported_rope_scaling_is_refused_naming_the_field() {
     let src = fixtures().join("models").join("qwen2-tiny-tied-f32");

@@ -16,12 +16,14 @@ mod common;
 use kiln_kernels::reference;
 use kiln_kernels::testing::test_device;
 use kiln_kernels::tolerance::{self, Tol};
+use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
+use kiln_model::gguf::GgufFile;
 use kiln_model::{KvDtype, Model, ModelDir};
 use kiln_sampler::score::{score_answer, score_ids, score_ids_in_chunks, score_text, TokenScore, Totals};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
 
-use common::{fixtures, gguf_model, golden, ids, real_model_path};
+use common::{fixtures, gguf_model, gguf_tokenizer, golden, ids, real_model_path};
 
 /// Same logits, log-softmax on the GPU (f32, online) vs the CPU (f64): the kernel tolerance.
 const SAME_LOGITS: Tol = tolerance::LOGPROBS;
@@ -253,14 +255,26 @@ fn qwen2_5_answer_matches_transformers() {
 
 #[test]
 fn with_a_bos_every_text_token_is_scored() {
-    // transformers' reading of SmolLM2's GGUF prepends the BOS <|im_start|>.
     let Some(path) = real_model_path("smollm2-135m-instruct-q4_1.gguf") else { return };
     let dev = test_device();
-    let (model, tok) = gguf_model(&dev, &path);
+    let file = GgufFile::open(&path).unwrap();
+    let model = Model::load_gguf(&dev, &file).unwrap();
     let text = "Hello world";
+
+    // SmolLM2's GGUF says add_bos_token = false: no BOS, the first token is context only.
+    let tok = gguf_tokenizer(&file);
     let plain = tok.encode(text).unwrap();
     let s = score_text(&dev, &model, &tok, text).unwrap();
+    assert_eq!(s.ids, plain, "no BOS");
+    assert_eq!(s.first_scored, 1);
+    assert_eq!(s.tokens.len(), plain.len() - 1, "the first text token is not scored");
+
+    // The same vocabulary from a file that asks for its BOS <|im_start|>.
+    let spec = GgufTokenizerSpec { add_bos: Some(true), ..GgufTokenizerSpec::from_gguf(&file).unwrap() };
+    let tok = build(&spec).unwrap();
+    let s = score_text(&dev, &model, &tok, text).unwrap();
     assert_eq!(s.ids.len(), plain.len() + 1, "BOS then the text");
+    assert_eq!(s.ids[0], spec.bos.unwrap());
     assert_eq!(&s.ids[1..], plain.as_slice());
     assert_eq!(s.first_scored, 1);
     assert_eq!(s.tokens.len(), plain.len(), "every text token scored");

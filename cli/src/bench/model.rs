@@ -16,7 +16,7 @@ use kiln_tensor::{CounterSnapshot, Device};
 use serde_json::json;
 
 use super::measure::copy_bandwidth;
-use crate::model_args::{load_parts, GgufTokenizer, KvCacheArg};
+use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
 
 #[derive(Args)]
@@ -53,7 +53,7 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
     let dev = dev_args.open()?;
     let (mut model, name) = match (&args.synthetic, &args.model) {
         (Some(name), _) => (load_synthetic(&dev, name, args.dtype.parse::<kiln_model::synthetic::WeightTypes>()?)?, format!("synthetic {name} ({})", args.dtype)),
-        (None, Some(path)) => (load_parts(&dev, path, GgufTokenizer::Transformers)?.model, path.display().to_string()),
+        (None, Some(path)) => (load_parts(&dev, path)?.model, path.display().to_string()),
         (None, None) => bail!("give -m MODEL or --synthetic NAME"),
     };
     model.set_kv_dtype(args.kv_cache.into());

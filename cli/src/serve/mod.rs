@@ -23,7 +23,7 @@ use kiln_model::{ModelConfig, ModelError, Tokenizer};
 use kiln_sampler::engine::{check_request, Engine, Request};
 use kiln_sampler::SamplerError;
 
-use crate::model_args::{load_parts, GgufTokenizer, KvCacheArg};
+use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
 use openai::{ApiError, Generation};
 
@@ -48,9 +48,6 @@ pub struct ServeArgs {
     /// The model id reported by /v1/models (default: the file or directory name).
     #[arg(long)]
     name: Option<String>,
-    /// How to read a GGUF file's tokenizer (see `kiln generate --help`).
-    #[arg(long, value_enum, default_value_t = GgufTokenizer::Transformers)]
-    gguf_tokenizer: GgufTokenizer,
     /// How the KV cache stores keys and values (see `kiln generate --help`).
     #[arg(long = "kv-cache", value_enum, default_value_t = KvCacheArg::F16)]
     kv_cache: KvCacheArg,
@@ -101,7 +98,7 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         bail!("--slots must be >= 1");
     }
     let dev = dev_args.open()?;
-    let mut parts = load_parts(&dev, &args.model, args.gguf_tokenizer)?;
+    let mut parts = load_parts(&dev, &args.model)?;
     parts.model.set_kv_dtype(args.kv_cache.into());
     let Some(tokenizer) = parts.tokenizer else {
         bail!("{} has no tokenizer: kiln serve needs one", args.model.display())

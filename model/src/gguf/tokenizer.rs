@@ -8,40 +8,35 @@
 //!
 //! - model: BPE over `tokenizer.ggml.tokens` (id = index) and `tokenizer.ggml.merges`
 //!   (`"a b"`, in rank order), no continuing-subword prefix or end-of-word suffix.
-//! - pre-tokenizer (and normalizer) from `tokenizer.ggml.pre`, each the regex that both
-//!   llama.cpp and the model's original `tokenizer.json` use; see [`SUPPORTED_PRE`].
+//! - pre-tokenizer from `tokenizer.ggml.pre`, each the split llama.cpp uses; see
+//!   [`SUPPORTED_PRE`]. No normalizer: llama.cpp normalizes nothing (Qwen2's original
+//!   `tokenizer.json` applies NFC, its GGUF reading does not).
 //! - added tokens from `tokenizer.ggml.token_type`: control tokens (3) become special
 //!   added tokens (matched in any text, dropped by `decode(.., skip_special = true)`),
 //!   user-defined tokens (4) become non-special added tokens (matched, kept on decode).
-//! - BOS/EOS added by `encode_with_special(.., true)` as `tokenizer.ggml.add_bos_token`
-//!   / `add_eos_token` say (default: BOS only for Llama 3's `llama-bpe`, as llama.cpp).
+//! - BOS/EOS added by `encode_with_special(.., true)` exactly as
+//!   `tokenizer.ggml.add_bos_token` / `add_eos_token` say; without the key, BOS only for
+//!   Llama 3's `llama-bpe` pre-tokenizer and no EOS, as llama.cpp.
 //! - end-of-sequence ids: `tokenizer.ggml.eos_token_id` and `eot_token_id`, then every
 //!   control token named like an end-of-turn token (`<|endoftext|>`, `<|im_end|>`,
 //!   `<|eot_id|>`, ...), as llama.cpp's end-of-generation set.
 //!
-//! [`Flavor::Transformers`] instead reproduces Hugging Face transformers' own GGUF
-//! conversion (`transformers/integrations/ggml.py`) id for id, quirks included; the test
-//! goldens come from it. It differs from the default [`Flavor::Gguf`] in that, for
-//! `qwen2`/`qwen3` architectures, only `<|endoftext|>`, `<|im_start|>` and `<|im_end|>`
-//! are added tokens (so `<|fim_prefix|>` or `<tool_call>` in a text are split into
-//! ordinary BPE pieces), and for `llama` architectures with a byte-level vocabulary it
-//! always adds `tokens[bos_token_id]` with special tokens (transformers' LlamaTokenizerFast
-//! defaults to `add_bos_token = True` and ignores the GGUF's `add_bos_token`), uses plain
-//! GPT-2 pre-tokenization whatever `tokenizer.ggml.pre` says, and byte fallback in BPE.
+//! This is the reading of llama.cpp and of Hugging Face transformers 5's GGUF conversion
+//! (`AutoTokenizer.from_pretrained(.., gguf_file=..)`); the real-model goldens from
+//! transformers 5 (tests/fixtures/make_gguf_goldens.py) hold id for id. (transformers 4.x
+//! converted differently: it added only three ChatML tokens for Qwen2, prepended a BOS to
+//! every SmolLM2 text against `add_bos_token = false`, and applied NFC for Qwen2.)
 
 use std::path::{Path, PathBuf};
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
-use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
-};
+use tokenizers::{AddedToken, DecoderWrapper, PostProcessorWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use super::GgufFile;
 use crate::error::{ModelError, Result};
@@ -72,14 +67,13 @@ pub mod token_type {
     pub const BYTE: i32 = 6;
 }
 
-/// `tokenizer.ggml.pre` values [`build`] supports (with [`Flavor::Gguf`]); absent means
-/// `default`.
+/// `tokenizer.ggml.pre` values [`build`] supports; absent means `default`.
 pub const SUPPORTED_PRE: &[&str] =
     &["default", "gpt2", "gpt-2", "qwen2", "smollm", "starcoder", "refact", "llama-bpe", "llama3", "llama-v3"];
 
 /// GPT-2's split (also what `ByteLevel(use_regex = true)` applies).
 pub const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-/// Qwen2's split (llama.cpp `qwen2`, transformers' Qwen2Converter).
+/// Qwen2's split (llama.cpp `qwen2`, transformers' Qwen2 tokenizer).
 pub const QWEN2_PATTERN: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama 3's split (llama.cpp `llama-bpe`).
@@ -97,18 +91,6 @@ const EOG_NAMES: &[&str] = &[
     "<EOT>",
 ];
 
-/// Whose reading of the metadata [`build`] follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flavor {
-    /// The GGUF's own metadata, as llama.cpp reads it (and as the model's original
-    /// `tokenizer.json` behaves): `tokenizer.ggml.pre`, token types, `add_bos_token`.
-    #[default]
-    Gguf,
-    /// Hugging Face transformers' GGUF conversion (`AutoTokenizer.from_pretrained(..,
-    /// gguf_file=..)`), id for id; keyed on the architecture. See the module docs.
-    Transformers,
-}
-
 /// Everything [`build`] needs, as read from `tokenizer.ggml.*` (see [`GgufTokenizerSpec::from_gguf`]).
 #[derive(Debug, Clone, Default)]
 pub struct GgufTokenizerSpec {
@@ -116,8 +98,6 @@ pub struct GgufTokenizerSpec {
     pub model: String,
     /// `tokenizer.ggml.pre`: the pre-tokenizer; `None` = `default`.
     pub pre: Option<String>,
-    /// `general.architecture`; used only by [`Flavor::Transformers`].
-    pub arch: Option<String>,
     /// `tokenizer.ggml.tokens`: the vocabulary, id = index.
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.merges`: `"left right"`, highest priority first.
@@ -136,19 +116,17 @@ pub struct GgufTokenizerSpec {
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`; `None`: false.
     pub add_space_prefix: Option<bool>,
-    pub flavor: Flavor,
     /// The file the metadata came from, for error messages.
     pub source: PathBuf,
 }
 
 impl GgufTokenizerSpec {
-    /// Read the tokenizer metadata of `file` (flavor [`Flavor::Gguf`]).
+    /// Read the tokenizer metadata of `file`.
     pub fn from_gguf(file: &GgufFile) -> Result<GgufTokenizerSpec> {
         let model = file.get_str(KEY_MODEL)?.to_string();
         let mut spec = GgufTokenizerSpec {
             model,
             pre: file.opt_str(KEY_PRE)?.map(str::to_string),
-            arch: file.opt_str(super::KEY_ARCHITECTURE)?.map(str::to_string),
             source: file.path().to_path_buf(),
             ..Default::default()
         };
@@ -174,12 +152,6 @@ impl GgufTokenizerSpec {
         spec.add_eos = file.opt_bool(KEY_ADD_EOS)?;
         spec.add_space_prefix = file.opt_bool(KEY_ADD_SPACE_PREFIX)?;
         Ok(spec)
-    }
-
-    /// This spec with another flavor.
-    pub fn with_flavor(mut self, flavor: Flavor) -> Self {
-        self.flavor = flavor;
-        self
     }
 
     fn err(&self, key: &str, detail: impl Into<String>) -> ModelError {
@@ -232,7 +204,7 @@ fn unsupported_model(path: &Path, model: &str) -> ModelError {
     }
 }
 
-/// The tokenizer of a GGUF file, as its metadata describes it ([`Flavor::Gguf`]).
+/// The tokenizer of a GGUF file, as its metadata describes it.
 pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     build(&GgufTokenizerSpec::from_gguf(file)?)
 }
@@ -259,11 +231,7 @@ pub fn build(spec: &GgufTokenizerSpec) -> Result<Tokenizer> {
     {
         spec.check_id(key, id)?;
     }
-    let inner = match spec.flavor {
-        Flavor::Gguf => build_gguf(spec)?,
-        Flavor::Transformers => build_transformers(spec)?,
-    };
-    Ok(Tokenizer::from_tokenizer(inner, spec.source.clone(), &spec.eos_ids()))
+    Ok(Tokenizer::from_tokenizer(build_inner(spec)?, spec.source.clone(), &spec.eos_ids()))
 }
 
 fn bpe(
@@ -344,14 +312,12 @@ fn bos_eos_processor(spec: &GgufTokenizerSpec, bos: Option<u32>, eos: Option<u32
 
 fn finish(
     model: BPE,
-    normalizer: Option<NormalizerWrapper>,
     pre: PreTokenizerWrapper,
     post: PostProcessorWrapper,
     special: Vec<AddedToken>,
     added: Vec<AddedToken>,
 ) -> tokenizers::Tokenizer {
     let mut t = tokenizers::Tokenizer::new(model);
-    t.with_normalizer(normalizer);
     t.with_pre_tokenizer(Some(pre));
     t.with_post_processor(Some(post));
     t.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())));
@@ -368,20 +334,20 @@ fn added_token(content: &str, special: bool) -> AddedToken {
     AddedToken::from(content.to_string(), special).normalized(false)
 }
 
-fn build_gguf(spec: &GgufTokenizerSpec) -> Result<tokenizers::Tokenizer> {
+fn build_inner(spec: &GgufTokenizerSpec) -> Result<tokenizers::Tokenizer> {
     let pre_name = spec.pre.as_deref().unwrap_or("default");
     let prefix = spec.add_space_prefix.unwrap_or(false);
     let mut llama3 = false;
-    let (normalizer, pre): (Option<NormalizerWrapper>, PreTokenizerWrapper) = match pre_name {
-        "default" | "gpt2" | "gpt-2" => (None, byte_level(true, prefix).into()),
-        "qwen2" => (Some(NFC.into()), regex_then_bytes(spec, QWEN2_PATTERN, prefix)?),
+    let pre: PreTokenizerWrapper = match pre_name {
+        "default" | "gpt2" | "gpt-2" => byte_level(true, prefix).into(),
+        "qwen2" => regex_then_bytes(spec, QWEN2_PATTERN, prefix)?,
         // Digits one by one, then GPT-2's split (SmolLM's and StarCoder's tokenizer.json).
         "smollm" | "starcoder" | "refact" => {
-            (None, Sequence::new(vec![Digits::new(true).into(), byte_level(true, prefix).into()]).into())
+            Sequence::new(vec![Digits::new(true).into(), byte_level(true, prefix).into()]).into()
         }
         "llama-bpe" | "llama3" | "llama-v3" => {
             llama3 = true;
-            (None, regex_then_bytes(spec, LLAMA3_PATTERN, prefix)?)
+            regex_then_bytes(spec, LLAMA3_PATTERN, prefix)?
         }
         other => {
             return Err(spec.err(
@@ -416,57 +382,5 @@ fn build_gguf(spec: &GgufTokenizerSpec) -> Result<tokenizers::Tokenizer> {
         ids.dedup();
         special.extend(ids.into_iter().map(|id| added_token(spec.token(id), true)));
     }
-    Ok(finish(model, normalizer, pre, post, special, added))
-}
-
-fn build_transformers(spec: &GgufTokenizerSpec) -> Result<tokenizers::Tokenizer> {
-    let arch = spec.arch.as_deref().unwrap_or("");
-    match arch {
-        // GGUFQwen2Converter over Qwen2Converter.
-        "qwen2" | "qwen2moe" | "qwen2_moe" | "qwen3" | "qwen3moe" | "qwen3_moe" => {
-            let model = bpe(spec, |b| b)?;
-            let pre = regex_then_bytes(spec, QWEN2_PATTERN, spec.add_space_prefix.unwrap_or(false))?;
-            let post = PostProcessorWrapper::ByteLevel(ByteLevel::new(true, false, true));
-            let special =
-                ["<|endoftext|>", "<|im_start|>", "<|im_end|>"].iter().map(|t| added_token(t, true)).collect();
-            Ok(finish(model, Some(NFC.into()), pre, post, special, Vec::new()))
-        }
-        // GGUFLlamaConverter with a byte-level vocabulary ("llama 3" path), then
-        // LlamaTokenizerFast (add_bos_token = True, bos = tokens[bos_token_id]).
-        "llama" | "deci" | "decilm" => {
-            let unk = spec.unk.map(|u| spec.token(u).to_string());
-            let model = bpe(spec, |b| {
-                let b = b.fuse_unk(true).byte_fallback(true);
-                match unk {
-                    Some(u) => b.unk_token(u),
-                    None => b,
-                }
-            })?;
-            let pre = byte_level(true, false).into();
-            // transformers takes its bos (and eos) text from tokens[bos_token_id], and
-            // only when the GGUF has an eos_token_id too.
-            let bos = spec.bos.filter(|_| spec.eos.is_some());
-            let post = bos_eos_processor(spec, bos, None)?;
-            let special = if spec.token_types.is_empty() {
-                let mut v: Vec<AddedToken> = Vec::new();
-                for id in [spec.unk, spec.bos, spec.eos.and(spec.bos)].into_iter().flatten() {
-                    v.push(added_token(spec.token(id), true));
-                }
-                v
-            } else {
-                (0..spec.tokens.len())
-                    .filter(|&i| spec.token_type(i) == token_type::CONTROL)
-                    .map(|i| added_token(&spec.tokens[i], true))
-                    .collect()
-            };
-            Ok(finish(model, None, pre, post, special, Vec::new()))
-        }
-        other => Err(spec.err(
-            super::KEY_ARCHITECTURE,
-            format!(
-                "`{other}`: the transformers flavor of the GGUF tokenizer covers the qwen2/qwen3 and llama \
-                 architectures only (use the default GGUF flavor)"
-            ),
-        )),
-    }
+    Ok(finish(model, pre, post, special, added))
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_model::gguf::tokenizer::{build, Flavor, GgufTokenizerSpec};
+use kiln_model::gguf::tokenizer::from_gguf;
 use kiln_model::gguf::GgufFile;
 use kiln_model::{Model, ModelDir, Tokenizer};
 use kiln_tensor::Device;
@@ -45,13 +45,13 @@ pub fn real_model_path(file: &str) -> Option<PathBuf> {
     None
 }
 
-/// The tokenizer as kiln builds it by default: transformers' reading of the GGUF.
-pub fn transformers_tokenizer(file: &GgufFile) -> Tokenizer {
-    build(&GgufTokenizerSpec::from_gguf(file).unwrap().with_flavor(Flavor::Transformers)).unwrap()
+/// The tokenizer kiln builds from a GGUF's metadata (as llama.cpp and transformers 5 read it).
+pub fn gguf_tokenizer(file: &GgufFile) -> Tokenizer {
+    from_gguf(file).unwrap()
 }
 
 /// A real GGUF model and its default tokenizer.
 pub fn gguf_model(dev: &Device, path: &Path) -> (Model, Tokenizer) {
     let file = GgufFile::open(path).unwrap();
-    (Model::load_gguf(dev, &file).unwrap(), transformers_tokenizer(&file))
+    (Model::load_gguf(dev, &file).unwrap(), gguf_tokenizer(&file))
 }
