@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One prepared GPU check for a machine with nothing but a built kiln binary (no Rust, no
+# network): the adapter list, the self-test, every kernel benchmark and the synthetic
+# model benchmarks, each written into one output folder with the command that made it.
+#
+#   scripts/gpu-check.sh [KILN_BINARY] [OUT_DIR]
+#
+# KILN_BINARY defaults to ./target/release/kiln, OUT_DIR to ./gpu-check-<date>. Each step
+# has its own time limit, so the whole run stays under about 8 minutes on an H100; a step
+# that fails or times out is recorded (its exit status in OUT_DIR/summary.txt) and the
+# next one still runs. The script exits non-zero if any step failed.
+#
+# On a machine without a Vulkan loader, unpack one first (see BENCHMARKS.md, "Running the
+# GPU check"). KILN_BACKEND (default vulkan) picks the graphics API.
+set -uo pipefail
+
+kiln=${1:-./target/release/kiln}
+out=${2:-./gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
+backend=${KILN_BACKEND:-vulkan}
+mkdir -p "$out"
+if [[ ! -x "$kiln" ]]; then
+    echo "gpu-check: no kiln binary at $kiln (build it with: cargo build --release)" >&2
+    exit 2
+fi
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}
+mkdir -p "$XDG_RUNTIME_DIR"
+
+failed=0
+# step NAME LIMIT_SECONDS ARGS...: run `kiln --backend $backend ARGS` into OUT/NAME.{out,err}.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local cmd=("$kiln" --backend "$backend" "$@")
+    echo "== $name: ${cmd[*]} (limit ${limit}s)"
+    local start=$SECONDS
+    timeout "$limit" "${cmd[@]}" >"$out/$name.out" 2>"$out/$name.err"
+    local rc=$?
+    local took=$((SECONDS - start))
+    printf '%-28s rc=%-3s %4ss  %s\n' "$name" "$rc" "$took" "${cmd[*]}" >>"$out/summary.txt"
+    if [[ $rc -ne 0 ]]; then
+        failed=1
+        echo "   failed (rc $rc, ${took}s); last lines of $out/$name.err:"
+        tail -n 5 "$out/$name.err" | sed 's/^/   /'
+    else
+        echo "   ok (${took}s)"
+    fi
+}
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -a)"
+    echo "kiln: $("$kiln" --version 2>&1)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+} >"$out/machine.txt" 2>&1
+: >"$out/summary.txt"
+
+step devices 60 devices
+step selftest 180 selftest
+step bench-kernels 150 bench kernels --json --quiet
+for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k"; do
+    read -r name dtype <<<"$spec"
+    step "bench-model-$name-$dtype" 60 bench model --synthetic "$name" --dtype "$dtype" \
+        --prompt-tokens 128 --decode-tokens 64 --json --profile
+done
+
+echo
+cat "$out/summary.txt"
+echo "everything is in $out"
+exit $failed
