@@ -3,12 +3,21 @@
 #  - installs the Vulkan loader, and Mesa's software Vulkan driver (lavapipe) when no
 #    Vulkan driver is installed (a machine without a GPU still runs every kernel);
 #  - with --with-gl also Mesa's GL/EGL (llvmpipe) for the GL smoke tests;
-#  - builds the `kiln` binary into target/release/kiln.
+#  - builds the `kiln` binary into target/release/kiln; with --tests it builds every test
+#    instead, the binary among them (scripts/test.sh: one build, not two, because the
+#    tests' dev-dependencies enable more of naga's features than the binary alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_gl=0
-[[ "${1:-}" == "--with-gl" ]] && with_gl=1
+with_tests=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-gl) with_gl=1 ;;
+        --tests) with_tests=1 ;;
+        *) echo "setup: unknown option $arg (use --with-gl, --tests)" >&2; exit 2 ;;
+    esac
+done
 
 sudo_cmd=""
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd="sudo"; fi
@@ -49,5 +58,11 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
-cargo build --release -p kiln-cli
+if [[ $with_tests -eq 1 ]]; then
+    # The same command and features as `cargo test --workspace --release`, which then
+    # finds everything built; the CLI's integration tests build target/release/kiln.
+    cargo test --workspace --release --no-run
+else
+    cargo build --release -p kiln-cli
+fi
 echo "setup: built target/release/kiln"

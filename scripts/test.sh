@@ -5,7 +5,7 @@
 # first), and the CLI end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --with-gl
+./scripts/setup.sh --with-gl --tests
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}"
 # The binary's own check on this machine's adapters: every kernel × dtype × edge shape
 # against its CPU twin and the embedded tiny checkpoints against their goldens, on
@@ -20,4 +20,4 @@ fi
 export KILN_REQUIRE_MODELS=1
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2
-cargo bench -p kiln-kernels --no-run
+cargo bench --workspace --no-run

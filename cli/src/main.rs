@@ -12,6 +12,7 @@ mod generate;
 mod model_args;
 mod next;
 mod progress;
+mod runtime_dir;
 mod plot;
 mod score;
 mod selftest;
@@ -77,6 +78,7 @@ enum Command {
 }
 
 fn main() {
+    runtime_dir::ensure();
     let cli = Cli::parse();
     progress::set_quiet(cli.quiet);
     let result = match cli.command {

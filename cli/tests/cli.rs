@@ -28,6 +28,26 @@ fn devices_lists_the_adapter_with_limits_and_features() {
     }
 }
 
+/// On a machine without a login session (no XDG_RUNTIME_DIR, or one that does not exist),
+/// probing adapters must not print Mesa's "XDG_RUNTIME_DIR is invalid" lines: kiln gives
+/// the window-system code a private directory of its own.
+#[test]
+fn no_xdg_runtime_dir_error_without_a_session() {
+    for (what, env) in [("unset", None), ("missing directory", Some("/nonexistent/kiln-test-xdg"))] {
+        for backend in ["vulkan", "auto"] {
+            let mut c = kiln();
+            match env {
+                None => c.env_remove("XDG_RUNTIME_DIR"),
+                Some(d) => c.env("XDG_RUNTIME_DIR", d),
+            };
+            let (ok, stdout, stderr) = run(c.env("KILN_BACKEND", backend).arg("devices"));
+            assert!(ok, "{what}, {backend}: {stderr}");
+            assert!(stdout.contains("[0] "), "{what}, {backend}: {stdout}");
+            assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{what}, {backend}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn unknown_backend_is_a_clear_error() {
     let (ok, _, stderr) = run(kiln().args(["--backend", "directx9", "devices"]));

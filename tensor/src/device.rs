@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::counters::{CounterSnapshot, Counters};
 use crate::error::{Result, TensorError};
+use crate::pipeline_cache::{describe, key_hash, PipelineCache};
 use crate::pool::BufferPool;
 
 /// Which graphics API wgpu should use.
@@ -138,7 +139,7 @@ struct DeviceInner {
     features: wgpu::Features,
     pool: BufferPool,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<PipelineCache>,
     params_arenas: Mutex<Vec<wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     counters: Counters,
@@ -207,7 +208,7 @@ impl Device {
                 features,
                 pool,
                 modules: Mutex::new(HashMap::new()),
-                pipelines: Mutex::new(HashMap::new()),
+                pipelines: Mutex::new(PipelineCache::default()),
                 params_arenas: Mutex::new(Vec::new()),
                 uncaptured,
                 counters: Counters::default(),
@@ -301,13 +302,12 @@ impl Device {
         entry: &str,
         overrides: &[(&str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut key = format!("{module_name}::{entry}");
-        for (k, v) in overrides {
-            key.push_str(&format!(":{k}={v}"));
+        // The hot path (every dispatch): hash the borrowed key, no allocation.
+        let hash = key_hash(module_name, entry, overrides);
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(hash, module_name, entry, overrides) {
+            return Ok(p);
         }
-        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
-            return Ok(p.clone());
-        }
+        let key = describe(module_name, entry, overrides);
         let scope = self.inner.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = {
             let mut modules = self.inner.modules.lock().unwrap();
@@ -338,7 +338,7 @@ impl Device {
             return Err(TensorError::Gpu { context: format!("compiling {key}"), detail: err.to_string() });
         }
         let pipeline = Arc::new(pipeline);
-        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        self.inner.pipelines.lock().unwrap().insert(hash, module_name, entry, overrides, pipeline.clone());
         Ok(pipeline)
     }
 

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod device;
 pub mod dtype;
 pub mod error;
+mod pipeline_cache;
 pub mod pool;
 pub mod record;
 pub mod tensor;

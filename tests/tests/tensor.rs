@@ -128,3 +128,19 @@ fn recorder_trace_and_params_arena_handle_many_dispatches() {
         assert!(o.to_vec_f32().unwrap().iter().all(|&v| (v - want[0]).abs() < 1e-6));
     }
 }
+
+/// Pipelines are cached by (module, entry point, override values): the same key gives the
+/// same compiled pipeline, another override value another one, and a failed compile
+/// names the pipeline.
+#[test]
+fn pipelines_are_cached_by_module_entry_and_overrides() {
+    use kiln_kernels::shaders::MATVEC;
+    use std::sync::Arc;
+    let dev = test_device();
+    let get = |w: f64| dev.pipeline("matvec", MATVEC, "matvec", &[("W_DTYPE", w)]).unwrap();
+    let a = get(1.0);
+    assert!(Arc::ptr_eq(&a, &get(1.0)), "the same key must hit the cache");
+    assert!(!Arc::ptr_eq(&a, &get(2.0)), "another override value is another pipeline");
+    let err = dev.pipeline("matvec", MATVEC, "no_such_entry", &[("W_DTYPE", 1.0)]).unwrap_err().to_string();
+    assert!(err.contains("matvec::no_such_entry:W_DTYPE=1"), "{err}");
+}
