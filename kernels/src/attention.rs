@@ -10,9 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use kiln_tensor::{DType, Dispatch, Recorder, Result, Tensor, TensorError};
 
 use crate::kv_cache::{cache_geometry, resolve_rows, CacheGeometry, Rows};
-use crate::launch::{
-    expect_dtype, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, subgroups_enabled,
-};
+use crate::launch::{expect_dtype, expect_no_alias, expect_same_device, expect_shape, expect_u32_len};
 use crate::shaders::{ATTENTION, ATTENTION_SUBGROUP};
 
 /// Query heads one workgroup computes (`MAX_G`).
@@ -29,7 +27,7 @@ const TARGET_GROUPS: usize = 256;
 /// Which `attend` entry point to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LanePath {
-    /// Subgroups where [`crate::launch::subgroups_enabled`] and the key row fits a
+    /// Subgroups where [`kiln_tensor::Device::subgroups`] and the key row fits a
     /// subgroup, else workgroup memory.
     Auto,
     /// attention_subgroup.wgsl; an error where it cannot run.
@@ -219,7 +217,7 @@ fn run(
     let dev = q.device().clone();
     let c = &g.cache;
     let lanes = lanes_for(c);
-    let subgroup_fits = subgroups_enabled(&dev) && lanes <= dev.info().subgroup_min_size as usize;
+    let subgroup_fits = dev.subgroups() && lanes <= dev.info().subgroup_min_size as usize;
     let subgroups = match opts.path {
         LanePath::Auto => subgroup_fits,
         LanePath::Shared => false,

@@ -70,10 +70,3 @@ pub fn expect_no_alias(op: &str, out: &Tensor, inputs: &[&Tensor]) -> Result<()>
     }
     Ok(())
 }
-
-/// Whether kernels with a subgroup variant use it on `dev`: [`kiln_tensor::Device::subgroups`]
-/// (the adapter has SUBGROUP, and neither `KILN_NO_SUBGROUPS=1` nor `set_subgroups(false)`
-/// turned them off, e.g. to compare with the workgroup-memory fallback).
-pub fn subgroups_enabled(dev: &kiln_tensor::Device) -> bool {
-    dev.subgroups()
-}

@@ -163,6 +163,12 @@ fn norm_prologue(t: u32) {
     }
 }
 
+/// The 4 bytes of `v` shifted right by `shift` and masked with `mask`, as f32: one field
+/// (a nibble, a 2-bit high part, ...) of 4 consecutive quants, for the family files.
+fn byte_fields(v: u32, shift: u32, mask: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(mask));
+}
+
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }

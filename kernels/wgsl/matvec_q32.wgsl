@@ -29,11 +29,6 @@ fn signed_bytes(word: u32) -> vec4<f32> {
     return vec4<f32>(v >> vec4<u32>(24u));
 }
 
-/// The 4 bytes of `word` shifted right by `shift` and masked to 4 bits, as f32.
-fn nibbles(word: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(word) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(0xfu));
-}
-
 /// Bits `first`..`first + 3` of `qh`, each as 16.0 or 0.0 (the quant's fifth bit).
 fn fifth_bits(qh: u32, first: u32) -> vec4<f32> {
     let b = (vec4<u32>(qh) >> (vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
@@ -60,8 +55,8 @@ fn decode_run(base: u32, lane: u32) -> Run {
     let offset = select(select(8.0, 16.0, five), 0.0, has_m);
     for (var i = 0u; i < 4u; i++) {
         let word = w[qs + i];
-        r.q[i] = nibbles(word, 0u) - offset;
-        r.q[i + 4u] = nibbles(word, 4u) - offset;
+        r.q[i] = byte_fields(word, 0u, 0xfu) - offset;
+        r.q[i + 4u] = byte_fields(word, 4u, 0xfu) - offset;
         if (five) {
             r.q[i] += fifth_bits(qh, 4u * i);
             r.q[i + 4u] += fifth_bits(qh, 16u + 4u * i);

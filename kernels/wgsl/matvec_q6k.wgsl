@@ -25,11 +25,6 @@ fn x_offset(lane: u32, g: u32) -> u32 {
     return 128u * h + 32u * (c + 2u * (g / 8u)) + 4u * (g % 8u);
 }
 
-/// The 4 bytes of `word` shifted right by `shift` and masked with `mask`, as f32.
-fn byte_fields(v: u32, shift: u32, mask: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(mask));
-}
-
 /// Signed byte i (0..3) of `word` as f32.
 fn signed_byte(word: u32, i: u32) -> f32 {
     return f32(bitcast<i32>(word << (24u - 8u * i)) >> 24u);

@@ -26,11 +26,6 @@ fn x_offset(lane: u32, g: u32) -> u32 {
     return 64u * lane + 4u * g;
 }
 
-/// The 4 bytes of `word` shifted right by `shift` and masked with `mask`, as f32.
-fn byte_fields(v: u32, shift: u32, mask: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(mask));
-}
-
 /// Byte i (0..11) of the packed Q4_K/Q5_K scales held in words s.y, s.z, s.w.
 fn scale_byte(s: vec4<u32>, i: u32) -> u32 {
     let v = select(select(s.w, s.z, i < 8u), s.y, i < 4u);
