@@ -139,6 +139,7 @@ impl Gpt2 {
         embedding::embedding(rec, &positions, &self.wpe, &pe)?;
         let mut h = nn::add(rec, &tok, &pe)?; // [seq, hidden]
 
+        let first_dispatch = rec.dispatch_count();
         for (i, b) in self.blocks.iter().enumerate() {
             let x = b.ln_1.forward(rec, &h)?;
             let q = b.q.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
@@ -155,6 +156,7 @@ impl Gpt2 {
             let d = b.mlp_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
+        rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.ln_f.forward(rec, &h)?;

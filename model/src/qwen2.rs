@@ -120,6 +120,7 @@ impl Qwen2 {
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
 
         let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
+        let first_dispatch = rec.dispatch_count();
         for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention block.
             let x = layer.input_norm.forward(rec, &h)?; // [seq, hidden]
@@ -139,6 +140,7 @@ impl Qwen2 {
             let d = layer.down_proj.forward(rec, &m)?; // [seq, hidden]
             h = nn::add(rec, &h, &d)?;
         }
+        rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
         let x = self.norm.forward(rec, &h)?;

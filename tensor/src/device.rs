@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::bind_cache::BindGroupCache;
 use crate::counters::{CounterSnapshot, Counters};
 use crate::error::{Result, TensorError};
 use crate::pipeline_cache::{describe, key_hash, PipelineCache};
@@ -140,6 +141,9 @@ struct DeviceInner {
     pool: BufferPool,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<PipelineCache>,
+    bind_groups: Mutex<BindGroupCache>,
+    /// `KILN_NO_BIND_CACHE=1`: create every bind group afresh (the old behaviour, to compare).
+    cache_bind_groups: bool,
     params_arenas: Mutex<Vec<wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     counters: Counters,
@@ -209,6 +213,8 @@ impl Device {
                 pool,
                 modules: Mutex::new(HashMap::new()),
                 pipelines: Mutex::new(PipelineCache::default()),
+                bind_groups: Mutex::new(BindGroupCache::default()),
+                cache_bind_groups: !env_flag("KILN_NO_BIND_CACHE"),
                 params_arenas: Mutex::new(Vec::new()),
                 uncaptured,
                 counters: Counters::default(),
@@ -384,6 +390,28 @@ impl Device {
 
     pub(crate) fn return_params_arena(&self, b: wgpu::Buffer) {
         self.inner.params_arenas.lock().unwrap().push(b);
+    }
+
+    /// The device's bind-group cache (see `bind_cache.rs`).
+    pub(crate) fn bind_groups(&self) -> std::sync::MutexGuard<'_, BindGroupCache> {
+        self.inner.bind_groups.lock().unwrap()
+    }
+
+    /// False when `KILN_NO_BIND_CACHE` asks for a fresh bind group per dispatch.
+    pub(crate) fn caches_bind_groups(&self) -> bool {
+        self.inner.cache_bind_groups
+    }
+
+    /// Bind groups held for reuse across steps. Each keeps its buffers alive until it has
+    /// gone unused for a few submits or [`Device::release_bind_groups`] is called.
+    pub fn cached_bind_groups(&self) -> usize {
+        self.bind_groups().len()
+    }
+
+    /// Drop every cached bind group now (and with them the last references to buffers
+    /// that are otherwise gone, such as a dropped model's weights).
+    pub fn release_bind_groups(&self) {
+        self.bind_groups().clear();
     }
 }
 

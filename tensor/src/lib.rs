@@ -7,6 +7,7 @@
 //!
 //! It knows nothing about models or about particular kernels.
 
+mod bind_cache;
 pub mod counters;
 pub mod device;
 pub mod dtype;

@@ -8,6 +8,7 @@
 //! Optionally the recorder keeps a trace (kernel, shapes, bytes, FLOPs) for
 //! `kiln generate --trace`, and GPU timestamps per dispatch for `kiln bench`.
 
+use crate::bind_cache::{key_hash as bind_key_hash, Binding};
 use crate::counters::Counters;
 use crate::device::Device;
 use crate::dtype::DType;
@@ -15,6 +16,8 @@ use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 
 pub(crate) const PARAMS_ARENA_BYTES: u64 = 64 * 1024;
+/// Bindings of one dispatch at most (tensors plus the params uniform).
+const MAX_BINDINGS: usize = 16;
 
 /// One kernel launch, as a launcher describes it.
 pub struct Dispatch<'a> {
@@ -64,6 +67,8 @@ pub struct Recorder {
     arenas: Vec<(wgpu::Buffer, Vec<u8>)>,
     trace: Option<Vec<TraceEntry>>,
     timing: Option<Timing>,
+    started: std::time::Instant,
+    dispatches: u64,
 }
 
 fn align_up(x: u64, a: u64) -> u64 {
@@ -73,7 +78,16 @@ fn align_up(x: u64, a: u64) -> u64 {
 impl Recorder {
     pub fn new(device: &Device) -> Recorder {
         let encoder = device.wgpu().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln") });
-        Recorder { device: device.clone(), encoder, pass: None, arenas: Vec::new(), trace: None, timing: None }
+        Recorder {
+            device: device.clone(),
+            encoder,
+            pass: None,
+            arenas: Vec::new(),
+            trace: None,
+            timing: None,
+            started: std::time::Instant::now(),
+            dispatches: 0,
+        }
     }
 
     /// Keep a trace of every dispatch (returned by `submit`).
@@ -98,6 +112,19 @@ impl Recorder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Dispatches recorded so far by this recorder.
+    pub fn dispatch_count(&self) -> u64 {
+        self.dispatches
+    }
+
+    /// Count `dispatches` recorded for `layers` transformer layers in the device's
+    /// counters (`CounterSnapshot::dispatches_per_layer`); models call it around their
+    /// layer loop.
+    pub fn count_layers(&self, layers: usize, dispatches: u64) {
+        Counters::add(&self.device.count().layers, layers as u64);
+        Counters::add(&self.device.count().layer_dispatches, dispatches);
     }
 
     /// Copy params into the current arena and return (buffer index, offset).
@@ -135,31 +162,54 @@ impl Recorder {
         if d.workgroups.contains(&0) {
             return Ok(());
         }
+        Counters::add(&self.device.count().dispatches, 1);
+        self.dispatches += 1;
         let params_at = if d.params.is_empty() { None } else { Some(self.stage_params(d.params)) };
-        let mut entries: Vec<wgpu::BindGroupEntry> = d
-            .inputs
-            .iter()
-            .chain(d.outputs.iter())
-            .enumerate()
-            .map(|(i, t)| wgpu::BindGroupEntry { binding: i as u32, resource: t.binding() })
-            .collect();
-        if let Some((arena, offset)) = params_at {
-            entries.push(wgpu::BindGroupEntry {
-                binding: entries.len() as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &self.arenas[arena].0,
-                    offset,
-                    size: wgpu::BufferSize::new(align_up(d.params.len() as u64, 16)),
-                }),
-            });
+        // The bindings, on the stack: inputs, outputs, then the params uniform.
+        let n_tensors = d.inputs.len() + d.outputs.len();
+        if n_tensors + 1 > MAX_BINDINGS {
+            return Err(TensorError::shape(d.kernel, format!("{n_tensors} tensors bound, at most {}", MAX_BINDINGS - 1)));
         }
-        let layout = d.pipeline.get_bind_group_layout(0);
-        Counters::add(&self.device.count().bind_groups, 1);
-        let bind_group = self.device.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(d.kernel),
-            layout: &layout,
-            entries: &entries,
-        });
+        let mut slots: [Option<Binding<'_>>; MAX_BINDINGS] = [None; MAX_BINDINGS];
+        for (slot, t) in slots.iter_mut().zip(d.inputs.iter().chain(d.outputs.iter())) {
+            *slot = Some((t.buffer(), t.byte_offset(), t.binding_bytes()));
+        }
+        if let Some((arena, offset)) = params_at {
+            slots[n_tensors] = Some((&self.arenas[arena].0, offset, align_up(d.params.len() as u64, 16)));
+        }
+        let bindings = &slots[..n_tensors + usize::from(params_at.is_some())];
+        let hash = bind_key_hash(d.pipeline, bindings);
+        let cache = self.device.caches_bind_groups();
+        let cached = if cache { self.device.bind_groups().get(hash, d.pipeline, bindings) } else { None };
+        let bind_group = match cached {
+            Some(bg) => bg,
+            None => {
+                let entries: Vec<wgpu::BindGroupEntry> = bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i, b.expect("every slot below the count is filled")))
+                    .map(|(i, (buffer, offset, size))| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset,
+                            size: wgpu::BufferSize::new(size),
+                        }),
+                    })
+                    .collect();
+                let layout = d.pipeline.get_bind_group_layout(0);
+                Counters::add(&self.device.count().bind_groups, 1);
+                let bg = self.device.wgpu().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(d.kernel),
+                    layout: &layout,
+                    entries: &entries,
+                });
+                if cache {
+                    self.device.bind_groups().insert(hash, d.pipeline, bindings, bg.clone());
+                }
+                bg
+            }
+        };
 
         let timestamp_index = match &mut self.timing {
             Some(t) if t.used < t.capacity => {
@@ -267,6 +317,7 @@ impl Recorder {
 
     /// Submit everything recorded, wait for it, and return the trace / timings.
     pub fn submit(mut self) -> Result<Submitted> {
+        Counters::add(&self.device.count().record_ns, self.started.elapsed().as_nanos() as u64);
         self.pass = None;
         for (buffer, host) in &self.arenas {
             if !host.is_empty() {
@@ -297,6 +348,7 @@ impl Recorder {
         }
         let Recorder { device, encoder, arenas, trace, .. } = self;
         Counters::add(&device.count().submits, 1);
+        device.bind_groups().on_submit();
         device.queue().submit([encoder.finish()]);
         for (buffer, _) in arenas {
             device.return_params_arena(buffer);

@@ -181,8 +181,13 @@ impl Tensor {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
             offset: self.offset,
-            size: wgpu::BufferSize::new(padded4(self.byte_len())),
+            size: wgpu::BufferSize::new(self.binding_bytes()),
         })
+    }
+
+    /// The size of [`Tensor::binding`] in bytes.
+    pub fn binding_bytes(&self) -> u64 {
+        padded4(self.byte_len())
     }
 
     /// True if both tensors view the same bytes of the same buffer.

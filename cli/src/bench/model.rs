@@ -96,6 +96,9 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
             "submits_per_token": per_token(r.decode.submits),
             "buffers_created_per_token": per_token(r.decode.buffers_created),
             "bind_groups_per_token": per_token(r.decode.bind_groups),
+            "dispatches_per_token": per_token(r.decode.dispatches),
+            "dispatches_per_layer": r.decode.dispatches_per_layer(),
+            "record_cpu_us_per_token": per_token(r.decode.record_ns) / 1e3,
             "readback_bytes_per_token": per_token(r.decode.readback_bytes),
             "upload_bytes_per_token": per_token(r.decode.upload_bytes),
             "profile": r.profile.iter().map(|(k, (n, us))| json!({"kernel": k, "dispatches": n, "gpu_us": us})).collect::<Vec<_>>(),
@@ -122,6 +125,12 @@ pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
         per_token(r.decode.bind_groups),
         per_token(r.decode.readback_bytes),
         per_token(r.decode.upload_bytes)
+    );
+    println!(
+        "dispatches   {:.0} per token, {:.1} per layer; recording a step takes {:.0} µs of CPU",
+        per_token(r.decode.dispatches),
+        r.decode.dispatches_per_layer(),
+        per_token(r.decode.record_ns) / 1e3
     );
     if args.profile {
         let total: f64 = r.profile.values().map(|(_, us)| us).sum();
