@@ -63,6 +63,11 @@ pub struct Fusion<'a> {
     pub act: Activation,
     /// `[M, N_out]` f32, added last (a residual connection).
     pub residual: Option<&'a Tensor>,
+    /// Cut the output columns at these two points (`a ≤ b ≤ N_out`) and store the parts
+    /// `[M, a]`, `[M, b - a]`, `[M, N_out - b]` one after the other in `out`, so each part
+    /// of stacked projections (q, k, v) is a contiguous tensor for any M. Not with a
+    /// residual or SwiGLU.
+    pub segments: Option<[usize; 2]>,
 }
 
 /// Mirrors `Params` in matvec_core.wgsl.
@@ -74,7 +79,9 @@ struct BlockParams {
     n_out: u32,
     groups_per_row: u32,
     eps: f32,
-    _pad: [u32; 3],
+    seg1: u32,
+    seg2: u32,
+    _pad: u32,
 }
 
 /// Mirrors `Params` in matvec.wgsl.
@@ -264,6 +271,18 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
     };
     let want_out = out_shape(x, n_out);
     expect_shape(op, "out", out, &want_out)?;
+    let (seg1, seg2) = match f.segments {
+        None => (n_out, n_out),
+        Some([a, b]) => {
+            if a > b || b > n_out || f.residual.is_some() || f.act == Activation::SwiGlu {
+                return Err(TensorError::shape(
+                    op,
+                    format!("segments {a}, {b} need a <= b <= N_out = {n_out}, and no residual or SwiGLU"),
+                ));
+            }
+            (a, b)
+        }
+    };
     let mut inputs: Vec<&Tensor> = vec![x, w, x, x, x, x];
     let (norm, eps) = match f.norm {
         None => (0, 0.0),
@@ -304,7 +323,9 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         n_out: n_out as u32,
         groups_per_row: invocations_per_row,
         eps,
-        _pad: [0; 3],
+        seg1: seg1 as u32,
+        seg2: seg2 as u32,
+        _pad: 0,
     };
     let act = match f.act {
         Activation::None => 0.0,
@@ -320,6 +341,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         ("BIAS", flag(f.bias.is_some())),
         ("RESIDUAL", flag(f.residual.is_some())),
         ("ACT", act),
+        ("SEGMENTS", flag(f.segments.is_some())),
         ("X_REGS", if is_cpu_adapter(&dev) { 32.0 } else { 16.0 }),
     ];
     let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;

@@ -192,6 +192,7 @@ fn fusions(dev: &Device, seed: u64, dtypes: &[DType]) {
                     bias: with_bias.then_some(&t_bias),
                     act,
                     residual: with_residual.then_some(&t_resid),
+                    segments: None,
                 };
                 matvec::matvec_fused(&mut rec, &tx, &tw, &f, &out).unwrap();
                 let want = twin::fused(
@@ -214,6 +215,55 @@ fn fusions(dev: &Device, seed: u64, dtypes: &[DType]) {
     }
     rec.submit().unwrap();
     check(&cases);
+}
+
+/// Stacked projections (q, k, v) with their output cut into parts: each part is the
+/// twin's columns, stored contiguously, for M = 1, 3, 16 and two or three parts.
+fn segments(dev: &Device, seed: u64, dtypes: &[DType]) {
+    let mut rng = Rng::new(seed);
+    let mut rec = Recorder::new(dev);
+    let mut cases = Vec::new();
+    let (n, k) = (40usize, 256usize);
+    let gamma = rng.vec(k, 2.0);
+    let bias = rng.vec(n, 1.0);
+    let t_gamma = Tensor::from_slice(dev, &gamma, &[k]).unwrap();
+    let t_bias = Tensor::from_slice(dev, &bias, &[n]).unwrap();
+    for &dtype in dtypes {
+        let (bytes, vals) = weights(&mut rng, dtype, n, k);
+        let tw = Tensor::from_bytes(dev, &bytes, &[n, k], dtype).unwrap();
+        for m in [1usize, 3, 16] {
+            for cuts in [[24, 32], [8, 40], [0, 13]] {
+                let x = rng.vec(m * k, 3.0);
+                let tx = Tensor::from_slice(dev, &x, &[m, k]).unwrap();
+                let out = Tensor::empty(dev, &[m, n], DType::F32).unwrap();
+                let f = Fusion {
+                    norm: Some(FoldedNorm::Rms { weight: &t_gamma, eps: 1e-6 }),
+                    bias: Some(&t_bias),
+                    segments: Some(cuts),
+                    ..Default::default()
+                };
+                matvec::matvec_fused(&mut rec, &tx, &tw, &f, &out).unwrap();
+                let y = twin::fused(&x, &vals, n, k, Some(Norm::Rms { weight: &gamma, eps: 1e-6 }), Some(&bias), Activation::None, None);
+                let want = twin::segmented(&y, m, n, cuts);
+                let what = format!("segments {cuts:?} {dtype} M={m} subgroups={}", dev.subgroups());
+                cases.push(Case { what, out, want, tol: tolerance::MATVEC_FUSED });
+            }
+        }
+    }
+    rec.submit().unwrap();
+    check(&cases);
+}
+
+#[test]
+fn segmented_outputs_equal_the_twin_with_subgroups() {
+    segments(&test_device(), 46, &[DType::F16, DType::Q5_0, DType::Q4_K]);
+}
+
+#[test]
+fn segmented_outputs_equal_the_twin_without_subgroups() {
+    let dev = test_device();
+    dev.set_subgroups(false);
+    segments(&dev, 47, &[DType::F32, DType::Q8_0, DType::Q6_K]);
 }
 
 #[test]
@@ -256,6 +306,8 @@ fn fused_bad_arguments_are_clear_errors() {
     let out = f32s(&[2, 6]);
     let e = err(&Fusion { residual: Some(&out), ..Default::default() }, &out, &x, &w);
     assert!(e.contains("different buffer"), "{e}");
+    let e = err(&Fusion { segments: Some([5, 3]), ..Default::default() }, &f32s(&[2, 6]), &x, &w);
+    assert!(e.contains("segments 5, 3"), "{e}");
     let e = err(&Fusion::default(), &f32s(&[2, 6]), &f32s(&[2, 7]), &f32s(&[6, 7]));
     assert!(e.contains("K % 4 == 0"), "{e}");
 }

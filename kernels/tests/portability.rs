@@ -89,6 +89,7 @@ fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
                         }
                     }
                 }
+                out.push(vec![("W_DTYPE", w), ("M", m as f64), ("ROWS", rows), ("NORM", 2.0), ("BIAS", 1.0), ("SEGMENTS", 1.0)]);
             }
         }
     }

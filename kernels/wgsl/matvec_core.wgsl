@@ -9,7 +9,10 @@
 //   norm_b    [K] f32  β of the LayerNorm (NORM = 2)
 //   bias      [N] f32  (BIAS)
 //   residual  [M, N_out] f32 added last (RESIDUAL)
-//   out       [M, N_out] f32; N_out = N, or N / 2 when ACT = 1 pairs gate and up rows
+//   out       [M, N_out] f32; N_out = N, or N / 2 when ACT = 1 pairs gate and up rows.
+//             With SEGMENTS the columns are cut at seg1 ≤ seg2 into up to three
+//             matrices [M, seg1], [M, seg2 − seg1], [M, N − seg2] stored one after the
+//             other (stacked q/k/v projections, each part contiguous for any M)
 //   torch:    xn = norm(x) (or x);  y = F.linear(xn, w.float(), bias);
 //             ACT 1: y = F.silu(y[:, :N/2]) * y[:, N/2:];  ACT 2: y = F.gelu(y, approximate="tanh")
 //             out = y + residual
@@ -53,9 +56,9 @@ struct Params {
     n_out: u32,          // output columns (N, or N / 2 with ACT = 1)
     groups_per_row: u32, // workgroups per grid row (2-D fold)
     eps: f32,            // the folded norm's epsilon
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    seg1: u32,           // SEGMENTS: first column of the second part
+    seg2: u32,           // SEGMENTS: first column of the third part (N_out when two parts)
+    _pad: u32,
 }
 
 override W_DTYPE: u32 = 0u;    // weight format, DType::weight_code (weights.wgsl lists them)
@@ -65,6 +68,7 @@ override NORM: u32 = 0u;       // 0 none, 1 RMSNorm, 2 LayerNorm folded in front
 override BIAS: bool = false;
 override RESIDUAL: bool = false;
 override ACT: u32 = 0u;        // 0 none, 1 SwiGLU of (gate, up) row pairs, 2 GELU (tanh)
+override SEGMENTS: bool = false; // out holds the column parts one after the other
 // Formats whose elements are d · q + m (Q4_1, Q5_1) or d · sc · q − dmin · m (Q4_K, Q5_K)
 // need Σx per group; the others skip it.
 override HAS_MIN: bool = W_DTYPE == 5u || W_DTYPE == 7u || W_DTYPE == 8u || W_DTYPE == 9u;
@@ -178,6 +182,17 @@ fn gelu_tanh(v: f32) -> f32 {
     return 0.5 * v * (1.0 + tanh(clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -10.0, 10.0)));
 }
 
+/// Where output (m, col) is stored: row-major [M, N_out], or with SEGMENTS row-major
+/// within its column part, the parts one after the other.
+fn out_index(m: u32, col: u32) -> u32 {
+    if (!SEGMENTS) {
+        return m * p.n_out + col;
+    }
+    let start = select(select(p.seg2, p.seg1, col < p.seg2), 0u, col < p.seg1);
+    let end = select(select(p.n_out, p.seg2, col < p.seg2), p.seg1, col < p.seg1);
+    return M * start + m * (end - start) + (col - start);
+}
+
 /// Bias, activation, residual and store for the workgroup's outputs (sums in `tot`).
 fn epilogue(t: u32, group: u32) {
     let outs = select(ROWS, ROWS / 2u, ACT == 1u);
@@ -204,7 +219,7 @@ fn epilogue(t: u32, group: u32) {
         if (RESIDUAL) {
             v += residual[m * p.n_out + col];
         }
-        out[m * p.n_out + col] = v;
+        out[out_index(m, col)] = v;
     }
 }
 

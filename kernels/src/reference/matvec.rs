@@ -65,3 +65,16 @@ pub fn fused(
         None => y,
     }
 }
+
+/// The twin of `Fusion::segments`: `y` `[m, n]` row-major with its columns cut at `a ≤ b`
+/// into `[m, a]`, `[m, b - a]`, `[m, n - b]`, stored one after the other.
+pub fn segmented(y: &[f32], m: usize, n: usize, [a, b]: [usize; 2]) -> Vec<f32> {
+    assert_eq!(y.len(), m * n, "y must hold m*n elements");
+    let mut out = Vec::with_capacity(y.len());
+    for (start, end) in [(0, a), (a, b), (b, n)] {
+        for row in y.chunks_exact(n) {
+            out.extend_from_slice(&row[start..end]);
+        }
+    }
+    out
+}
