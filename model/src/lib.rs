@@ -13,6 +13,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;

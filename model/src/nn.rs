@@ -157,13 +157,24 @@ impl LmHead {
 
     /// x `[seq, hidden]` → logits `[seq, vocab]`.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(rec, x.dim(0), |rec, block| block.forward(rec, x))
+    }
+
+    /// Logits `[seq, vocab]` from `block_out(block)` `[seq, rows]` of each block, copied
+    /// side by side (no copy for a single block).
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder,
+        seq: usize,
+        mut block_out: impl FnMut(&mut Recorder, &Linear) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         if let [(0, only)] = self.blocks.as_slice() {
-            return only.forward(rec, x);
+            return block_out(rec, only);
         }
-        let seq = x.dim(0);
-        let logits = empty(x, &[seq, self.vocab])?;
+        let dev = rec.device().clone();
+        let logits = Tensor::empty(&dev, &[seq, self.vocab], DType::F32)?;
         for (start, block) in &self.blocks {
-            let part = block.forward(rec, x)?; // [seq, rows]
+            let part = block_out(rec, block)?; // [seq, rows]
             let rows = block.out_features();
             for s in 0..seq {
                 rec.copy_region(&part, s * rows, &logits, s * self.vocab + start, rows)?;

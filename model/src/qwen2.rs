@@ -7,19 +7,19 @@ use kiln_tensor::{Device, Recorder, Tensor};
 
 use crate::batch::{attend, Step};
 use crate::kv_cache::{KvCache, KvDtype};
-use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
+use crate::fused::{self, GateUp, NormRef, Stacked};
+use crate::nn::{Embedding, LmHead, Linear, RmsNorm};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
 
 pub struct Qwen2Layer {
     input_norm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q_proj, k_proj, v_proj stacked by weight type (`fused::Stacked`).
+    qkv: Stacked,
     o_proj: Linear,
     post_attention_norm: RmsNorm,
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate_proj and up_proj stacked, SwiGLU in the epilogue.
+    gate_up: GateUp,
     down_proj: Linear,
 }
 
@@ -50,15 +50,19 @@ impl Qwen2 {
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let p = format!("model.layers.{i}");
+            let qkv = vec![
+                linear(w, dev, &format!("{p}.self_attn.q_proj"), [q, h], c.qkv_bias)?,
+                linear(w, dev, &format!("{p}.self_attn.k_proj"), [kv, h], c.qkv_bias)?,
+                linear(w, dev, &format!("{p}.self_attn.v_proj"), [kv, h], c.qkv_bias)?,
+            ];
+            let gate = linear(w, dev, &format!("{p}.mlp.gate_proj"), [inter, h], c.mlp_bias)?;
+            let up = linear(w, dev, &format!("{p}.mlp.up_proj"), [inter, h], c.mlp_bias)?;
             layers.push(Qwen2Layer {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
-                q_proj: linear(w, dev, &format!("{p}.self_attn.q_proj"), [q, h], c.qkv_bias)?,
-                k_proj: linear(w, dev, &format!("{p}.self_attn.k_proj"), [kv, h], c.qkv_bias)?,
-                v_proj: linear(w, dev, &format!("{p}.self_attn.v_proj"), [kv, h], c.qkv_bias)?,
+                qkv: Stacked::new(dev, qkv)?,
                 o_proj: linear(w, dev, &format!("{p}.self_attn.o_proj"), [h, q], c.o_bias)?,
                 post_attention_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate_proj: linear(w, dev, &format!("{p}.mlp.gate_proj"), [inter, h], c.mlp_bias)?,
-                up_proj: linear(w, dev, &format!("{p}.mlp.up_proj"), [inter, h], c.mlp_bias)?,
+                gate_up: GateUp::new(dev, gate, up)?,
                 down_proj: linear(w, dev, &format!("{p}.mlp.down_proj"), [h, inter], c.mlp_bias)?,
             });
         }
@@ -90,10 +94,9 @@ impl Qwen2 {
             .layers
             .iter()
             .map(|l| {
-                [&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj]
-                    .into_iter()
-                    .map(lin)
-                    .sum::<u64>()
+                [&l.o_proj, &l.down_proj].into_iter().map(lin).sum::<u64>()
+                    + l.qkv.bytes()
+                    + l.gate_up.bytes()
                     + l.input_norm.weight.byte_len()
                     + l.post_attention_norm.weight.byte_len()
             })
@@ -122,28 +125,24 @@ impl Qwen2 {
         let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
         let first_dispatch = rec.dispatch_count();
         for (i, layer) in self.layers.iter().enumerate() {
-            // Self-attention block.
-            let x = layer.input_norm.forward(rec, &h)?; // [seq, hidden]
-            let q = layer.q_proj.forward(rec, &x)?.reshape(&[seq, nh, hd])?;
-            let k = layer.k_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
-            let v = layer.v_proj.forward(rec, &x)?.reshape(&[seq, nkv, hd])?;
+            // Self-attention block: q, k, v = proj(input_norm(h)) (one matvec per weight
+            // type in decode, the norm folded in), [seq, heads, head_dim] each.
+            let qkv = layer.qkv.forward(rec, &h, NormRef::Rms(&layer.input_norm))?;
+            let q = qkv[0].reshape(&[seq, nh, hd])?;
+            let k = qkv[1].reshape(&[seq, nkv, hd])?;
+            let v = qkv[2].reshape(&[seq, nkv, hd])?;
             // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
             let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&self.rope))?;
-            let o = layer.o_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?; // [seq, hidden]
-            h = nn::add(rec, &h, &o)?;
+            // h = h + o_proj(attn)   [seq, hidden]
+            h = fused::linear_residual(rec, &attn.reshape(&[seq, nh * hd])?, &layer.o_proj, &h)?;
 
-            // MLP block: down(silu(gate(x)) * up(x)).
-            let x = layer.post_attention_norm.forward(rec, &h)?;
-            let gate = layer.gate_proj.forward(rec, &x)?; // [seq, intermediate]
-            let up = layer.up_proj.forward(rec, &x)?;
-            let m = nn::swiglu(rec, &gate, &up)?;
-            let d = layer.down_proj.forward(rec, &m)?; // [seq, hidden]
-            h = nn::add(rec, &h, &d)?;
+            // MLP block: h = h + down(silu(gate(x)) * up(x)), x = post_attention_norm(h).
+            let m = layer.gate_up.forward(rec, &h, NormRef::Rms(&layer.post_attention_norm))?; // [seq, intermediate]
+            h = fused::linear_residual(rec, &m, &layer.down_proj, &h)?;
         }
         rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
-        let x = self.norm.forward(rec, &h)?;
-        self.lm_head.forward(rec, &x) // [seq or 1, vocab]
+        fused::normed_lm_head(rec, &self.lm_head, &h, NormRef::Rms(&self.norm)) // [seq or 1, vocab]
     }
 }

@@ -68,6 +68,29 @@ impl Tensor {
         Ok(Tensor { storage: Arc::new(storage), offset: 0, shape: shape.to_vec(), dtype, device: device.clone() })
     }
 
+    /// An uninitialised tensor in a buffer of its own, outside the pool: for long-lived
+    /// tensors built on the GPU (weights stacked at load), whose memory should be freed
+    /// when they are dropped rather than kept in the pool.
+    pub fn empty_unpooled(device: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let numel = checked_numel("Tensor::empty_unpooled", shape)?;
+        let bytes = block_bytes("Tensor::empty_unpooled", shape, numel, dtype)?;
+        device.check_binding_size(&format!("of shape {shape:?} ({dtype})"), bytes)?;
+        Counters::add(&device.count().unpooled_buffers, 1);
+        let buffer = device.wgpu().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln unpooled"),
+            size: padded4(bytes),
+            usage: STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Tensor {
+            storage: Arc::new(PooledBuffer::unpooled(buffer)),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+            device: device.clone(),
+        })
+    }
+
     /// A zero-filled tensor (cleared by its own submit: while recording a forward pass use
     /// `Tensor::empty` + `Recorder::clear` instead).
     pub fn zeros(device: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
