@@ -67,6 +67,7 @@ pub const MATVEC_QK_SG: &str = wgsl!(matvec "subgroup" + "qk");
 pub const MATVEC_Q6K: &str = wgsl!(matvec "shared" + "q6k");
 pub const MATVEC_Q6K_SG: &str = wgsl!(matvec "subgroup" + "q6k");
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
+pub const POSITION_EMBEDDING: &str = wgsl!(weights + "position_embedding");
 pub const SOFTMAX: &str = wgsl!("softmax");
 pub const NORM: &str = wgsl!("norm");
 pub const ARGMAX: &str = wgsl!(order + "argmax");
@@ -92,6 +93,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("matvec_qk", MATVEC_QK),
     ("matvec_q6k", MATVEC_Q6K),
     ("embedding", EMBEDDING),
+    ("position_embedding", POSITION_EMBEDDING),
     ("softmax", SOFTMAX),
     ("norm", NORM),
     ("argmax", ARGMAX),

@@ -3,6 +3,7 @@
 
 use half::{bf16, f16};
 use kiln_kernels::testing::{test_device, Rng};
+use kiln_kernels::kv_cache::Rows;
 use kiln_kernels::{embedding, reference, tolerance, DType, Device, Recorder, Tensor, TensorError};
 
 const WIDTHS: &[usize] = &[1, 3, 17, 33, 127];
@@ -155,4 +156,39 @@ fn gathering_from_row_blocks_equals_one_table() {
     rec.submit().unwrap();
     let want = reference::embedding::embedding(&ids_v, &values, d);
     tolerance::compare("embedding from row blocks", &out.to_vec_f32().unwrap(), &want, tolerance::EXACT).unwrap();
+}
+
+/// add_positions: h += table[pos] for one sequence's run of positions and for a batch's
+/// (slot, position) table, each dtype and odd widths, equal to the twin (one f32 add).
+#[test]
+fn add_positions_equal_the_twin() {
+    let dev = test_device();
+    let mut rng = Rng::new(61);
+    let n_positions = 40;
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for &d in &[3usize, 17, 64] {
+            let (tt, values) = table(&dev, &mut rng, n_positions, d, dtype);
+            let host_pairs: Vec<[u32; 2]> = vec![[2, 39], [0, 0], [1, 7]];
+            let flat: Vec<u32> = host_pairs.iter().flatten().copied().collect();
+            let rows_table = Tensor::from_slice(&dev, &flat, &[3, 2]).unwrap();
+            for (rows, positions) in [
+                (Rows::Run { slot: 0, start: 36 }, vec![36usize, 37, 38]),
+                (Rows::Table { table: &rows_table, host: &host_pairs }, vec![39, 0, 7]),
+            ] {
+                let h = rng.vec(3 * d, 2.0);
+                let th = Tensor::from_slice(&dev, &h, &[3, d]).unwrap();
+                let mut rec = Recorder::new(&dev);
+                embedding::add_positions(&mut rec, &tt, rows, &th).unwrap();
+                rec.submit().unwrap();
+                let got = th.to_vec_f32().unwrap();
+                let want = reference::embedding::add_positions(&h, &values, &positions, d);
+                tolerance::compare(&format!("add_positions {dtype} d={d} {rows:?}"), &got, &want, tolerance::EXACT).unwrap();
+            }
+        }
+    }
+    // Positions past the table are refused on the host.
+    let (tt, _) = table(&dev, &mut rng, n_positions, 8, DType::F32);
+    let th = Tensor::zeros(&dev, &[2, 8], DType::F32).unwrap();
+    let e = embedding::add_positions(&mut Recorder::new(&dev), &tt, Rows::Run { slot: 0, start: 39 }, &th).unwrap_err();
+    assert!(e.to_string().contains("position 40 is past the 40 positions"), "{e}");
 }

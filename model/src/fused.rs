@@ -78,6 +78,18 @@ fn stack_rows(dev: &Device, parts: &[&Tensor]) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Rows `start..start + n` of `t` copied into a tensor of their own.
+fn copy_rows(dev: &Device, t: &Tensor, start: usize, n: usize) -> Result<Tensor> {
+    let mut shape = t.shape().to_vec();
+    shape[0] = n;
+    let row: usize = shape[1..].iter().product();
+    let out = Tensor::empty_unpooled(dev, &shape, t.dtype())?;
+    let mut rec = Recorder::new(dev);
+    rec.copy_region(t, start * row, &out, 0, n * row)?;
+    rec.submit()?;
+    Ok(out)
+}
+
 impl Stacked {
     /// Stack `parts` (same input features) by weight type. Parts whose stacked rows would
     /// not start on the adapter's storage-offset alignment stay in a group of their own.
@@ -110,6 +122,36 @@ impl Stacked {
         }
         let parts = views.into_iter().map(|v| v.expect("every part is placed")).collect();
         Ok(Stacked { groups, parts })
+    }
+
+    /// Projections already stacked in one weight and bias (GPT-2's c_attn): parts of
+    /// `rows` rows each, in order. Where the parts' row views would be misaligned they are
+    /// copied apart instead.
+    pub fn from_stacked(dev: &Device, stacked: Linear, rows: &[usize]) -> Result<Stacked> {
+        let align = dev.limits().min_storage_buffer_offset_alignment as usize;
+        let mut starts = Vec::with_capacity(rows.len());
+        let mut at = 0;
+        for &r in rows {
+            starts.push(at);
+            at += r;
+        }
+        let view = |t: &Tensor, start: usize, n: usize| t.narrow_rows(start, n);
+        let aligned = starts.iter().all(|&s| (4 * s).is_multiple_of(align))
+            && starts.iter().zip(rows).all(|(&s, &n)| view(&stacked.weight, s, n).is_ok());
+        let mut parts = Vec::with_capacity(rows.len());
+        for (&s, &n) in starts.iter().zip(rows) {
+            let (w, b) = if aligned {
+                (view(&stacked.weight, s, n)?, stacked.bias.as_ref().map(|b| view(b, s, n)).transpose()?)
+            } else {
+                (copy_rows(dev, &stacked.weight, s, n)?, stacked.bias.as_ref().map(|b| copy_rows(dev, b, s, n)).transpose()?)
+            };
+            parts.push(Linear::new(w, b));
+        }
+        if !aligned {
+            return Stacked::new(dev, parts);
+        }
+        let members = (0..rows.len()).zip(starts).collect();
+        Ok(Stacked { groups: vec![Group { linear: stacked, members }], parts })
     }
 
     /// One stacked group of `members`, with their row views; `None` when a view would be

@@ -15,6 +15,9 @@ pub trait WeightSource {
     fn vector_f32(&self, dev: &Device, name: &str, len: usize) -> Result<Tensor>;
     /// Whether the source holds `name`.
     fn contains(&self, name: &str) -> bool;
+    /// A GPT-2 Conv1D weight stored `[n_in, n_out]`, as the nn.Linear weight
+    /// `[n_out, n_in]` (transposed at load, in its stored dtype).
+    fn conv1d(&self, dev: &Device, name: &str, n_in_out: [usize; 2]) -> Result<Tensor>;
 }
 
 impl WeightSource for WeightStore {
@@ -29,5 +32,8 @@ impl WeightSource for WeightStore {
     }
     fn contains(&self, name: &str) -> bool {
         WeightStore::contains(self, name)
+    }
+    fn conv1d(&self, dev: &Device, name: &str, n_in_out: [usize; 2]) -> Result<Tensor> {
+        self.load_transposed(dev, name, n_in_out)
     }
 }

@@ -1,4 +1,5 @@
-//! Synthetic models for benchmarks: the real architectures' shapes and weight types,
+//! Synthetic models for benchmarks (Qwen2.5-0.5B, SmolLM2-135M, GPT-2 124M): the real
+//! architectures' shapes and weight types,
 //! filled with seeded random values in memory — no download, nothing on disk. The
 //! outputs are meaningless; the memory traffic and the kernels are the real ones.
 //!
@@ -16,12 +17,13 @@ use kiln_tensor::{DType, Device, Tensor};
 
 use crate::config::{Arch, ModelConfig};
 use crate::model::Model;
+use crate::gpt2::Gpt2;
 use crate::qwen2::Qwen2;
 use crate::source::WeightSource;
 use crate::{ModelError, Result};
 
 /// The architectures `--synthetic` knows.
-pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m"];
+pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "gpt2"];
 
 /// Weight types of a synthetic model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,11 @@ pub fn synthetic_config(name: &str) -> Result<ModelConfig> {
     match name {
         "qwen2.5-0.5b" => Ok(base(Arch::Qwen2, 151936, 896, 24, 14, 2, 4864, 32768, 1e6, true)),
         "smollm2-135m" => Ok(base(Arch::Llama, 49152, 576, 30, 9, 3, 1536, 8192, 1e5, false)),
+        "gpt2" => Ok(ModelConfig {
+            norm_eps: 1e-5,
+            hidden_act: "gelu_new".into(),
+            ..base(Arch::Gpt2, 50257, 768, 12, 12, 12, 3072, 1024, 0.0, false)
+        }),
         _ => Err(ModelError::Param {
             name: "synthetic".into(),
             detail: format!("{name:?}: known synthetic models are {}", SYNTHETIC_MODELS.join(", ")),
@@ -87,6 +94,9 @@ pub fn load_synthetic(dev: &Device, name: &str, types: WeightTypes) -> Result<Mo
     // The published Q4_K_M Qwen2.5 file has an untied Q8_0 output matrix.
     config.tie_word_embeddings = !exact_qwen;
     let weights = SyntheticWeights { types, exact_qwen, tied: config.tie_word_embeddings };
+    if config.arch == Arch::Gpt2 {
+        return Ok(Model::Gpt2(Gpt2::load(dev, &config, &weights, true)?));
+    }
     Ok(Model::Qwen2(Qwen2::load(dev, &config, &weights, config.tie_word_embeddings)?))
 }
 
@@ -100,6 +110,10 @@ impl SyntheticWeights {
     /// The type of matrix `name` `[rows, cols]`.
     fn dtype(&self, name: &str, cols: usize) -> DType {
         let layer: usize = name.split('.').nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if name.starts_with("transformer.wpe") {
+            // GPT-2's position table is added by a float kernel.
+            return DType::F16;
+        }
         match self.types {
             WeightTypes::F16 => DType::F16,
             WeightTypes::Q8_0 => DType::Q8_0,
@@ -115,7 +129,7 @@ impl SyntheticWeights {
                 }
             }
             WeightTypes::Q4KM => {
-                if name == crate::LM_HEAD || name.contains("embed") {
+                if name == crate::LM_HEAD || name.contains("embed") || name.contains("wte") {
                     if cols.is_multiple_of(256) { DType::Q6_K } else { DType::Q8_0 }
                 } else if cols.is_multiple_of(256) {
                     DType::Q4_K
@@ -204,5 +218,9 @@ impl WeightSource for SyntheticWeights {
 
     fn contains(&self, name: &str) -> bool {
         name != crate::LM_HEAD || !self.tied
+    }
+
+    fn conv1d(&self, dev: &Device, name: &str, [n_in, n_out]: [usize; 2]) -> Result<Tensor> {
+        self.matrix(dev, name, [n_out, n_in])
     }
 }

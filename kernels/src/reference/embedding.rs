@@ -1,4 +1,4 @@
-//! CPU twin for wgsl/embedding.wgsl.
+//! CPU twins for wgsl/embedding.wgsl and wgsl/position_embedding.wgsl.
 
 /// Rows of `table` (`[vocab, d]`, already dequantised to f32) picked by `ids`;
 /// an id ≥ vocab gives a row of zeros, as in the kernel.
@@ -13,5 +13,13 @@ pub fn embedding(ids: &[u32], table: &[f32], d: usize) -> Vec<f32> {
                 vec![0.0; d]
             }
         })
+        .collect()
+}
+
+/// `h[r, :] + table[positions[r], :]` for h `[n_rows, d]` (position_embedding.wgsl).
+pub fn add_positions(h: &[f32], table: &[f32], positions: &[usize], d: usize) -> Vec<f32> {
+    h.chunks_exact(d)
+        .zip(positions)
+        .flat_map(|(row, &pos)| row.iter().zip(&table[pos * d..(pos + 1) * d]).map(|(a, b)| a + b).collect::<Vec<_>>())
         .collect()
 }

@@ -276,6 +276,11 @@ impl WeightSource for GgufSource<'_> {
     fn contains(&self, name: &str) -> bool {
         gguf_name(name).is_some_and(|g| self.file.tensor(&g).is_some())
     }
+
+    fn conv1d(&self, dev: &Device, name: &str, [n_in, n_out]: [usize; 2]) -> Result<Tensor> {
+        // GGUF stores every matrix as [out, in] (ggml's ne = [in, out]) already.
+        self.matrix(dev, name, [n_out, n_in])
+    }
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
