@@ -1,7 +1,9 @@
 //! `kiln bench model --synthetic` on lavapipe: builds SmolLM2-135M's shapes with random
 //! Q4_K_M-style weights in memory, runs prefill and decode, and reports the fields the
 //! performance work is judged by. Figures are printed, never asserted — except the
-//! per-token counters, which are exact: one submit, no buffer created, 4 bytes read back.
+//! per-token counters, which are exact: one submit, no buffer or bind group created, 4
+//! bytes read back, and the dispatches per layer of each family (Qwen2.5's Q4_K_M mix
+//! alternates v_proj between Q8_0 and Q5_0, so half its layers run q/k/v as two matvecs).
 
 use std::process::Command;
 
@@ -22,9 +24,31 @@ fn synthetic_bench_reports_figures_and_per_token_counters() {
     assert_eq!(v["submits_per_token"], 1.0, "{v}");
     assert_eq!(v["buffers_created_per_token"], 0.0, "{v}");
     assert_eq!(v["readback_bytes_per_token"], 4.0, "{v}");
+    assert_eq!(v["bind_groups_per_token"], 0.0, "{v}");
+    assert_eq!(v["dispatches_per_layer"], 6.0, "{v}");
     // SmolLM2-135M with these types reads ~100 MiB of weights per token.
     let mib = v["decode_weight_bytes_per_token"].as_f64().unwrap() / (1 << 20) as f64;
     assert!((80.0..130.0).contains(&mib), "{mib} MiB");
+}
+
+/// Qwen2.5-0.5B's exact Q4_K_M mix and GPT-2 in f16: nothing created per token, and
+/// dispatches per layer within the targets (≤ 8).
+#[test]
+fn qwen_and_gpt2_decode_steps_create_nothing() {
+    for (name, dtype, per_layer) in [("qwen2.5-0.5b", "q4_k", 6.5), ("gpt2", "f16", 6.0)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["bench", "model", "--synthetic", name, "--dtype", dtype, "--prompt-tokens", "2", "--decode-tokens", "3", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["submits_per_token"], 1.0, "{name}: {v}");
+        assert_eq!(v["buffers_created_per_token"], 0.0, "{name}: {v}");
+        assert_eq!(v["bind_groups_per_token"], 0.0, "{name}: {v}");
+        assert_eq!(v["upload_bytes_per_token"], 0.0, "{name}: {v}");
+        assert_eq!(v["dispatches_per_layer"], per_layer, "{name}: {v}");
+        assert!(v["record_cpu_us_per_token"].as_f64().is_some_and(|us| us > 0.0), "{name}: {v}");
+    }
 }
 
 #[test]

@@ -231,26 +231,69 @@ fn beam_search_matches_transformers() {
     }
 }
 
+/// Dispatches per layer of a decode step (issue targets: at most 8 for Qwen2/Llama and
+/// GPT-2; these tiny models have one weight type, so q/k/v are one matvec): the stacked
+/// q/k/v matvec, RoPE + KV append, attention, o_proj + residual, gate/up + SwiGLU (GPT-2:
+/// c_fc + GELU), down + residual.
+const DISPATCHES_PER_LAYER: f64 = 6.0;
+
 #[test]
-fn a_decode_step_is_one_submit_with_no_new_buffers_and_4_bytes_read_back() {
+fn a_decode_step_is_one_submit_with_nothing_created_and_4_bytes_read_back() {
     let dev = test_device();
-    let (model, dir) = tiny_model(&dev, "qwen2-tiny-tied-f32");
-    let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
-    for params in [SamplingParams::greedy(), SamplingParams { temperature: 0.8, top_k: Some(20), top_p: 0.9, seed: 3, ..Default::default() }] {
-        let opts = GenerateOptions { max_new_tokens: 8, sampling: params, eos_ids: vec![], trace: false };
-        let mut snapshots = Vec::new();
-        generate(&dev, &model, &prompt, &opts, |_| {
-            snapshots.push(dev.counters());
-            Ok(Flow::Continue)
-        })
-        .unwrap();
-        // Between two tokens lies exactly one decode step; skip the first (pool warm-up).
-        for w in snapshots[2..].windows(2) {
-            let step = w[1] - w[0];
-            assert_eq!(step.submits, 1, "submits per token: {step:?}");
-            assert_eq!(step.buffers_created, 0, "buffers created per token: {step:?}");
-            assert_eq!(step.readback_bytes, 4, "bytes read back per token: {step:?}");
-            assert_eq!(step.upload_bytes, 0, "no upload per token (the id stays on the GPU): {step:?}");
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32"] {
+        let (model, dir) = tiny_model(&dev, name);
+        let prompt = dir.tokenizer.as_ref().unwrap().encode("The quick brown fox").unwrap();
+        for params in [SamplingParams::greedy(), SamplingParams { temperature: 0.8, top_k: Some(20), top_p: 0.9, seed: 3, ..Default::default() }] {
+            let opts = GenerateOptions { max_new_tokens: 8, sampling: params.clone(), eos_ids: vec![], trace: false };
+            let mut snapshots = Vec::new();
+            generate(&dev, &model, &prompt, &opts, |_| {
+                snapshots.push(dev.counters());
+                Ok(Flow::Continue)
+            })
+            .unwrap();
+            // Between two tokens lies exactly one decode step; skip the first (pool and
+            // bind-group cache warm-up).
+            for w in snapshots[2..].windows(2) {
+                let step = w[1] - w[0];
+                let what = format!("{name} {params:?}: {step:?}");
+                assert_eq!(step.submits, 1, "submits per token, {what}");
+                assert_eq!(step.buffers_created, 0, "buffers created per token, {what}");
+                assert_eq!(step.bind_groups, 0, "bind groups created per token, {what}");
+                assert_eq!(step.readback_bytes, 4, "bytes read back per token, {what}");
+                assert_eq!(step.upload_bytes, 0, "no upload per token (the id stays on the GPU), {what}");
+                assert_eq!(step.dispatches_per_layer(), DISPATCHES_PER_LAYER, "dispatches per layer, {what}");
+            }
+        }
+    }
+}
+
+/// The same counters for a batched decode step (forward_batch over 4 slots), after the
+/// first: the rows table is 8 bytes per sequence, the only upload.
+#[test]
+fn a_batched_decode_step_creates_nothing() {
+    let dev = test_device();
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32"] {
+        let (model, _) = tiny_model(&dev, name);
+        let slots = [3usize, 0, 2, 1];
+        let mut cache = model.new_cache_with(&dev, 4, 16, KvDtype::F16).unwrap();
+        let ids = Tensor::from_slice(&dev, &[5u32, 6, 7, 8], &[4]).unwrap();
+        let mut before = dev.counters();
+        for step in 0..4 {
+            let mut rec = Recorder::new(&dev);
+            model.forward_batch(&mut rec, &ids, &mut cache, &slots).unwrap();
+            rec.submit().unwrap();
+            let now = dev.counters();
+            let d = now - before;
+            before = now;
+            if step == 0 {
+                continue;
+            }
+            let what = format!("{name} step {step}: {d:?}");
+            assert_eq!(d.submits, 1, "{what}");
+            assert_eq!(d.buffers_created, 0, "{what}");
+            assert_eq!(d.bind_groups, 0, "{what}");
+            assert_eq!(d.upload_bytes, 8 * slots.len() as u64, "{what}");
+            assert_eq!(d.dispatches_per_layer(), DISPATCHES_PER_LAYER, "{what}");
         }
     }
 }
