@@ -12,11 +12,19 @@
 #
 # On a machine without a Vulkan loader, unpack one first (see BENCHMARKS.md, "Running the
 # GPU check"). KILN_BACKEND (default vulkan) picks the graphics API.
+#
+# Sizes and limits (environment): PROMPT_TOKENS (default 512) and DECODE_TOKENS (128) for
+# the model benchmarks, LIMIT_SCALE (1) multiplies every step's time limit. On a software
+# device (lavapipe) the whole script runs end to end with, for example,
+#   PROMPT_TOKENS=4 DECODE_TOKENS=3 LIMIT_SCALE=10 scripts/gpu-check.sh
 set -uo pipefail
 
 kiln=${1:-./target/release/kiln}
 out=${2:-./gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
 backend=${KILN_BACKEND:-vulkan}
+prompt=${PROMPT_TOKENS:-512}
+decode=${DECODE_TOKENS:-128}
+scale=${LIMIT_SCALE:-1}
 mkdir -p "$out"
 if [[ ! -x "$kiln" ]]; then
     echo "gpu-check: no kiln binary at $kiln (build it with: cargo build --release)" >&2
@@ -28,7 +36,7 @@ mkdir -p "$XDG_RUNTIME_DIR"
 failed=0
 # step NAME LIMIT_SECONDS ARGS...: run `kiln --backend $backend ARGS` into OUT/NAME.{out,err}.
 step() {
-    local name=$1 limit=$2
+    local name=$1 limit=$(($2 * scale))
     shift 2
     local cmd=("$kiln" --backend "$backend" "$@")
     echo "== $name: ${cmd[*]} (limit ${limit}s)"
@@ -57,10 +65,10 @@ step() {
 step devices 60 devices
 step selftest 180 selftest
 step bench-kernels 150 bench kernels --json --quiet
-for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k"; do
+for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k" "gpt2 f16"; do
     read -r name dtype <<<"$spec"
     step "bench-model-$name-$dtype" 60 bench model --synthetic "$name" --dtype "$dtype" \
-        --prompt-tokens 128 --decode-tokens 64 --json --profile
+        --prompt-tokens "$prompt" --decode-tokens "$decode" --json --profile
 done
 
 echo

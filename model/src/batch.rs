@@ -50,14 +50,6 @@ impl Step<'_> {
         }
     }
 
-    /// Positions of the rows about to run.
-    pub fn positions(&self, cache: &KvCache, seq: usize) -> Vec<u32> {
-        match self {
-            Step::Seq { slot } => (cache.len(*slot)..cache.len(*slot) + seq).map(|p| p as u32).collect(),
-            Step::Batch { slots } => slots.iter().map(|&s| cache.len(s) as u32).collect(),
-        }
-    }
-
     /// Mark the rows as cached.
     pub fn advance(&self, cache: &mut KvCache, seq: usize) -> Result<()> {
         match self {

@@ -33,7 +33,7 @@ pub use config::{parse_torch_dtype, Arch, GenerationConfig, ModelConfig, CONFIG_
 pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvDtype};
 pub use layout::{embedding_name, expected_weights, WeightSpec, LM_HEAD};
-pub use model::Model;
+pub use model::{Model, PREFILL_CHUNK};
 pub use source::WeightSource;
 pub use tokenizer::{escape_invalid_utf8, StreamDecoder, Tokenizer, TOKENIZER_FILE};
 pub use weights::{TensorInfo, WeightStore, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE};

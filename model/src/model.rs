@@ -15,6 +15,11 @@ pub enum Model {
     Qwen2(Qwen2),
 }
 
+/// Positions one forward pass of a long prompt runs at most: a longer prompt is prefilled
+/// in chunks of this many (each chunk attends to the cached positions before it), so its
+/// temporaries stay bounded and a server can run decode steps between chunks.
+pub const PREFILL_CHUNK: usize = 256;
+
 impl Model {
     /// Upload an opened Hugging Face directory's weights to `dev`.
     pub fn load(dev: &Device, dir: &ModelDir) -> Result<Model> {
@@ -109,9 +114,10 @@ impl Model {
     }
 
     /// Run `ids` `[seq]` (u32) at the next positions of slot 0; logits `[seq, vocab]` when
-    /// `all_logits`, else `[1, vocab]` for the last position.
+    /// `all_logits`, else `[1, vocab]` for the last position. Prompts longer than
+    /// [`PREFILL_CHUNK`] run in chunks.
     pub fn forward(&self, rec: &mut Recorder, ids: &Tensor, cache: &mut KvCache, all_logits: bool) -> Result<Tensor> {
-        self.run(rec, ids, cache, Step::Seq { slot: 0 }, all_logits)
+        self.forward_chunked(rec, ids, cache, 0, all_logits, PREFILL_CHUNK)
     }
 
     /// [`Model::forward`] for the sequence in `slot` of a multi-slot cache (e.g. the
@@ -124,7 +130,47 @@ impl Model {
         slot: usize,
         all_logits: bool,
     ) -> Result<Tensor> {
-        self.run(rec, ids, cache, Step::Seq { slot }, all_logits)
+        self.forward_chunked(rec, ids, cache, slot, all_logits, PREFILL_CHUNK)
+    }
+
+    /// [`Model::forward_slot`] in forward passes of at most `chunk` positions, one after
+    /// the other in `rec` (each chunk's temporaries go back to the pool before the next).
+    /// Gives the logits of one pass (up to the order of f32 sums).
+    pub fn forward_chunked(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        slot: usize,
+        all_logits: bool,
+        chunk: usize,
+    ) -> Result<Tensor> {
+        let seq = ids.numel();
+        if chunk == 0 {
+            return Err(ModelError::Param { name: "chunk".into(), detail: "a prefill chunk needs at least one position".into() });
+        }
+        if seq <= chunk {
+            return self.run(rec, ids, cache, Step::Seq { slot }, all_logits);
+        }
+        cache.check_room(slot, seq)?;
+        let dev = rec.device().clone();
+        let vocab = self.config().vocab_size;
+        let all = if all_logits { Some(Tensor::empty(&dev, &[seq, vocab], DType::F32)?) } else { None };
+        let mut last = None;
+        for start in (0..seq).step_by(chunk) {
+            let n = chunk.min(seq - start);
+            let part = Tensor::empty(&dev, &[n], DType::U32)?;
+            rec.copy_region(ids, start, &part, 0, n)?;
+            let logits = self.run(rec, &part, cache, Step::Seq { slot }, all_logits)?;
+            if let Some(all) = &all {
+                rec.copy_region(&logits, 0, all, start * vocab, n * vocab)?;
+            }
+            last = Some(logits);
+        }
+        Ok(match all {
+            Some(all) => all,
+            None => last.expect("at least one chunk"),
+        })
     }
 
     /// One decode step for several sequences at once: `ids` `[B]` u32, id b at the next
