@@ -124,6 +124,8 @@ pub struct SampleBuffers {
     pub token: Tensor,
     /// f32 `[rows]`: log-prob of each chosen id under the raw logits.
     pub logprob: Tensor,
+    /// u32 `[rows]`: 0, 1, 2, ... — the map [`step`] uses (row r samples with its own row).
+    pub identity: Tensor,
 }
 
 impl SampleBuffers {
@@ -181,6 +183,7 @@ impl SampleBuffers {
             partials: Tensor::empty(dev, &[r, n_chunks, 2 * BINS], DType::U32)?,
             token: Tensor::zeros(dev, &[r], DType::U32)?,
             logprob: Tensor::zeros(dev, &[r], DType::F32)?,
+            identity: Tensor::from_slice(dev, &(0..r as u32).collect::<Vec<u32>>(), &[r])?,
         })
     }
 
@@ -188,8 +191,39 @@ impl SampleBuffers {
         self.n.div_ceil(CHUNK)
     }
 
-    fn params_for(&self, shift: u32, mode: u32) -> Params {
-        Params { n: self.n as u32, n_chunks: self.n_chunks() as u32, rows: self.rows as u32, shift, mode, _pad: [0; 3] }
+    fn params_for(&self, rows: usize, shift: u32, mode: u32) -> Params {
+        Params { n: self.n as u32, n_chunks: self.n_chunks() as u32, rows: rows as u32, shift, mode, _pad: [0; 3] }
+    }
+
+    /// Give row `row` (a serving slot) a new sequence: its parameters (RNG step as in
+    /// `params`), its history row (`None`: nothing seen) and its bias row (`None`: none;
+    /// needs buffers made with a bias). Written in queue order, before the next submit.
+    pub fn set_row(&self, row: usize, params: &SampleRow, history: Option<&[u32]>, bias: Option<&[f32]>) -> Result<()> {
+        let op = "sample::set_row";
+        if row >= self.rows {
+            return Err(TensorError::param("row", format!("{op}: row {row} of {} rows", self.rows)));
+        }
+        let n = self.n;
+        let wrong = |name: &str, len: usize| {
+            TensorError::Shape { op: op.into(), detail: format!("{name} row has {len} entries, expected n = {n}") }
+        };
+        self.params.write_at(row * 12, bytemuck::cast_slice::<SampleRow, u32>(std::slice::from_ref(params)))?;
+        match history {
+            Some(h) if h.len() != n => return Err(wrong("history", h.len())),
+            Some(h) => self.history.write_at(row * n, h)?,
+            None => self.history.write_at(row * n, &vec![0u32; n])?,
+        }
+        let full_bias = self.bias.numel() == self.rows * n;
+        match (bias, full_bias) {
+            (Some(b), _) if b.len() != n => return Err(wrong("bias", b.len())),
+            (Some(b), true) => self.bias.write_at(row * n, b)?,
+            (Some(_), false) => {
+                return Err(TensorError::param("bias", format!("{op}: these buffers were made without a bias")))
+            }
+            (None, true) => self.bias.write_at(row * n, &vec![0f32; n])?,
+            (None, false) => {}
+        }
+        Ok(())
     }
 
     /// The rows' parameters as the GPU has them now (steps advanced).
@@ -219,36 +253,72 @@ struct Params {
 /// `plan.logprob`). Updates the history (the chosen ids count as generated) and advances
 /// each row's RNG step.
 pub fn step(rec: &mut Recorder, logits: &Tensor, b: &SampleBuffers, plan: StepPlan) -> Result<()> {
+    step_rows(rec, logits, b, plan, &b.identity, b.rows)
+}
+
+/// [`step`] for a batch of `B` rows of logits `[B, n]`, row r sampled as the sequence in
+/// row `slots[r]` of `b` (distinct; its parameters, RNG step, history and bias): one set
+/// of dispatches for the batch. `map` is u32 with at least B elements holding `slots`
+/// (written by the caller, like the KV cache's rows table). Token r and logprob r are
+/// the batch row's.
+pub fn step_slots(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    b: &SampleBuffers,
+    plan: StepPlan,
+    map: &Tensor,
+    slots: &[u32],
+) -> Result<()> {
     let op = "sample";
-    expect_same_device(op, &[logits, &b.token])?;
+    let rows = logits.dim(0);
+    expect_dtype(op, "map", map, DType::U32)?;
+    let mut seen = vec![false; b.rows];
+    if slots.len() != rows || map.numel() < rows {
+        return Err(TensorError::shape(op, format!("{} slots and a map of {} for {rows} rows of logits", slots.len(), map.numel())));
+    }
+    for &s in slots {
+        let s = s as usize;
+        if s >= b.rows || std::mem::replace(&mut seen[s], true) {
+            return Err(TensorError::param("slots", format!("{op}: slot {s} is out of range (< {}) or repeated", b.rows)));
+        }
+    }
+    step_rows(rec, logits, b, plan, map, rows)
+}
+
+fn step_rows(rec: &mut Recorder, logits: &Tensor, b: &SampleBuffers, plan: StepPlan, map: &Tensor, rows: usize) -> Result<()> {
+    let op = "sample";
+    expect_same_device(op, &[logits, &b.token, map])?;
     expect_dtype(op, "logits", logits, DType::F32)?;
-    expect_shape(op, "logits", logits, &[b.rows, b.n])?;
-    let grid = [b.n_chunks() as u32, b.rows as u32, 1];
+    if rows == 0 || rows > b.rows {
+        return Err(TensorError::shape(op, format!("{rows} rows of logits for buffers of {} rows", b.rows)));
+    }
+    expect_shape(op, "logits", logits, &[rows, b.n])?;
+    let grid = [b.n_chunks() as u32, rows as u32, 1];
     let dev = logits.device().clone();
     let pipe = |entry: &str| dev.pipeline("sample", SAMPLE, entry, &[]);
-    let elems = (b.rows * b.n) as u64;
+    let elems = (rows * b.n) as u64;
 
     let pipeline = pipe("process")?;
     rec.dispatch(Dispatch {
         kernel: "sample::process",
         pipeline: &pipeline,
-        inputs: &[logits, &b.history, &b.bias, &b.params],
+        inputs: &[logits, &b.history, &b.bias, &b.params, map],
         outputs: &[&b.processed],
-        params: bytemuck::bytes_of(&b.params_for(0, 0)),
+        params: bytemuck::bytes_of(&b.params_for(rows, 0, 0)),
         workgroups: grid,
         flops: 8 * elems,
         bytes: 12 * elems,
     })?;
 
     if plan.sampling {
-        stats(rec, b, &b.processed, 0)?;
+        stats(rec, b, rows, &b.processed, 0)?;
     }
     for (on, mode) in [(plan.top_k, 0u32), (plan.top_p, 1u32)] {
         if !on {
             continue;
         }
         for shift in SEARCH_SHIFTS {
-            let params = b.params_for(shift, mode);
+            let params = b.params_for(rows, shift, mode);
             let pipeline = pipe("search_partial")?;
             rec.dispatch(Dispatch {
                 kernel: "sample::search_partial",
@@ -264,26 +334,26 @@ pub fn step(rec: &mut Recorder, logits: &Tensor, b: &SampleBuffers, plan: StepPl
             rec.dispatch(Dispatch {
                 kernel: "sample::search_decide",
                 pipeline: &pipeline,
-                inputs: &[&b.partials, &b.params],
+                inputs: &[&b.partials, &b.params, map],
                 outputs: &[&b.state],
                 params: bytemuck::bytes_of(&params),
-                workgroups: [b.rows as u32, 1, 1],
-                flops: (b.rows * b.n_chunks() * 2 * BINS) as u64,
+                workgroups: [rows as u32, 1, 1],
+                flops: (rows * b.n_chunks() * 2 * BINS) as u64,
                 bytes: b.partials.byte_len(),
             })?;
         }
     }
     if plan.logprob {
-        stats(rec, b, logits, 1)?;
+        stats(rec, b, rows, logits, 1)?;
     }
 
     let pipeline = pipe("draw_partial")?;
     rec.dispatch(Dispatch {
         kernel: "sample::draw_partial",
         pipeline: &pipeline,
-        inputs: &[&b.processed, &b.state, &b.params],
+        inputs: &[&b.processed, &b.state, &b.params, map],
         outputs: &[&b.partials],
-        params: bytemuck::bytes_of(&b.params_for(0, 0)),
+        params: bytemuck::bytes_of(&b.params_for(rows, 0, 0)),
         workgroups: grid,
         flops: 40 * elems,
         bytes: 4 * elems,
@@ -292,20 +362,20 @@ pub fn step(rec: &mut Recorder, logits: &Tensor, b: &SampleBuffers, plan: StepPl
     rec.dispatch(Dispatch {
         kernel: "sample::draw_finish",
         pipeline: &pipeline,
-        inputs: &[&b.partials, logits],
+        inputs: &[&b.partials, logits, map],
         outputs: &[&b.params, &b.state, &b.history, &b.token, &b.logprob],
-        params: bytemuck::bytes_of(&b.params_for(0, plan.logprob as u32)),
-        workgroups: [(b.rows as u32).div_ceil(64), 1, 1],
-        flops: (b.rows * b.n_chunks()) as u64,
-        bytes: (b.rows * b.n_chunks() * 8) as u64,
+        params: bytemuck::bytes_of(&b.params_for(rows, 0, plan.logprob as u32)),
+        workgroups: [(rows as u32).div_ceil(64), 1, 1],
+        flops: (rows * b.n_chunks()) as u64,
+        bytes: (rows * b.n_chunks() * 8) as u64,
     })
 }
 
 /// Max and Σ exp(x − max) of each row of `x` into the state: slot 0 for the processed
 /// logits (also resets the threshold search), slot 1 for the raw logits.
-fn stats(rec: &mut Recorder, b: &SampleBuffers, x: &Tensor, slot: u32) -> Result<()> {
-    let params = b.params_for(0, slot);
-    let elems = (b.rows * b.n) as u64;
+fn stats(rec: &mut Recorder, b: &SampleBuffers, rows: usize, x: &Tensor, slot: u32) -> Result<()> {
+    let params = b.params_for(rows, 0, slot);
+    let elems = (rows * b.n) as u64;
     let pipeline = rec.device().pipeline("sample", SAMPLE, "stats_partial", &[])?;
     rec.dispatch(Dispatch {
         kernel: "sample::stats_partial",
@@ -313,7 +383,7 @@ fn stats(rec: &mut Recorder, b: &SampleBuffers, x: &Tensor, slot: u32) -> Result
         inputs: &[x],
         outputs: &[&b.partials],
         params: bytemuck::bytes_of(&params),
-        workgroups: [b.n_chunks() as u32, b.rows as u32, 1],
+        workgroups: [b.n_chunks() as u32, rows as u32, 1],
         flops: 4 * elems,
         bytes: 4 * elems,
     })?;
@@ -324,8 +394,8 @@ fn stats(rec: &mut Recorder, b: &SampleBuffers, x: &Tensor, slot: u32) -> Result
         inputs: &[&b.partials],
         outputs: &[&b.state],
         params: bytemuck::bytes_of(&params),
-        workgroups: [(b.rows as u32).div_ceil(64), 1, 1],
-        flops: (b.rows * b.n_chunks() * 4) as u64,
-        bytes: (b.rows * b.n_chunks() * 8) as u64,
+        workgroups: [(rows as u32).div_ceil(64), 1, 1],
+        flops: (rows * b.n_chunks() * 4) as u64,
+        bytes: (rows * b.n_chunks() * 8) as u64,
     })
 }

@@ -26,6 +26,12 @@
 //
 // Values are compared as order-preserving u32 keys (order.wgsl); ties go to the
 // smallest id. Rows are the grid's y dimension; chunks its x dimension.
+//
+// A row of logits r is sampled with the sequence in slot map[r]: its parameters, RNG step,
+// history and bias rows are those of that slot, so one set of buffers with a row per
+// serving slot samples any subset of the slots in one pass (the identity map samples
+// every row with its own). Per-step scratch (processed logits, partials, state) and the
+// outputs (token, logprob) are indexed by r.
 
 struct Params {
     n: u32,          // vocabulary size (row length)
@@ -108,20 +114,23 @@ fn gumbel(seed_lo: u32, seed_hi: u32, step: u32, i: u32) -> f32 {
 @group(0) @binding(1) var<storage, read> proc_history: array<u32>;
 @group(0) @binding(2) var<storage, read> proc_bias: array<f32>;
 @group(0) @binding(3) var<storage, read> proc_rows: array<Row>;
-@group(0) @binding(4) var<storage, read_write> proc_out: array<f32>;
-@group(0) @binding(5) var<uniform> proc_p: Params;
+@group(0) @binding(4) var<storage, read> proc_map: array<u32>;
+@group(0) @binding(5) var<storage, read_write> proc_out: array<f32>;
+@group(0) @binding(6) var<uniform> proc_p: Params;
 
 @compute @workgroup_size(WG)
 fn process(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row = wg.y;
-    let r = proc_rows[row];
+    let slot = proc_map[row];
+    let r = proc_rows[slot];
     let start = wg.x * CHUNK;
     let end = min(start + CHUNK, proc_p.n);
     for (var i = start + lid.x; i < end; i += WG) {
         let at = row * proc_p.n + i;
+        let own = slot * proc_p.n + i;
         var x = sanitize(proc_logits[at]);
         var banned = x == LOWEST;
-        let h = proc_history[at];
+        let h = proc_history[own];
         let count = h & ~HISTORY_PROMPT_BIT;
         if (h != 0u && r.repetition_penalty != 1.0) {
             x = select(x / r.repetition_penalty, x * r.repetition_penalty, x < 0.0);
@@ -130,7 +139,7 @@ fn process(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
             x -= f32(count) * r.frequency_penalty + r.presence_penalty;
         }
         if (r.has_bias != 0u) {
-            let b = proc_bias[at];
+            let b = proc_bias[own];
             if (bitcast<u32>(b) == NEG_INF_BITS) {
                 banned = true;
             } else {
@@ -270,8 +279,9 @@ fn search_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
 
 @group(0) @binding(0) var<storage, read> sd_partials: array<f32>;
 @group(0) @binding(1) var<storage, read> sd_rows: array<Row>;
-@group(0) @binding(2) var<storage, read_write> sd_state: array<State>;
-@group(0) @binding(3) var<uniform> sd_p: Params;
+@group(0) @binding(2) var<storage, read> sd_map: array<u32>;
+@group(0) @binding(3) var<storage, read_write> sd_state: array<State>;
+@group(0) @binding(4) var<uniform> sd_p: Params;
 
 var<workgroup> sums: array<f32, 32>; // 16 bin counts then 16 bin masses
 
@@ -287,7 +297,7 @@ fn search_decide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     workgroupBarrier();
     if (lid != 0u) { return; }
 
-    let r = sd_rows[row];
+    let r = sd_rows[sd_map[row]];
     var st = sd_state[row];
     let top_k_on = sd_p.mode == 0u && r.temperature > 0.0 && r.top_k > 0u && r.top_k < sd_p.n;
     let top_p_on = sd_p.mode == 1u && r.temperature > 0.0 && r.top_p < 1.0;
@@ -326,14 +336,15 @@ fn search_decide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 @group(0) @binding(0) var<storage, read> draw_x: array<f32>;
 @group(0) @binding(1) var<storage, read> draw_state: array<State>;
 @group(0) @binding(2) var<storage, read> draw_rows: array<Row>;
-@group(0) @binding(3) var<storage, read_write> draw_partials: array<u32>;
-@group(0) @binding(4) var<uniform> draw_p: Params;
+@group(0) @binding(3) var<storage, read> draw_map: array<u32>;
+@group(0) @binding(4) var<storage, read_write> draw_partials: array<u32>;
+@group(0) @binding(5) var<uniform> draw_p: Params;
 
 @compute @workgroup_size(WG)
 fn draw_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wg.y;
     let lid = lid3.x;
-    let r = draw_rows[row];
+    let r = draw_rows[draw_map[row]];
     let st = draw_state[row];
     let sampling = r.temperature > 0.0;
     let start = wg.x * CHUNK;
@@ -364,12 +375,13 @@ fn draw_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 
 @group(0) @binding(0) var<storage, read> df_partials: array<u32>;
 @group(0) @binding(1) var<storage, read> df_logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> df_rows: array<Row>;
-@group(0) @binding(3) var<storage, read_write> df_state: array<State>;
-@group(0) @binding(4) var<storage, read_write> df_history: array<u32>;
-@group(0) @binding(5) var<storage, read_write> df_token: array<u32>;
-@group(0) @binding(6) var<storage, read_write> df_logprob: array<f32>;
-@group(0) @binding(7) var<uniform> df_p: Params;
+@group(0) @binding(2) var<storage, read> df_map: array<u32>;
+@group(0) @binding(3) var<storage, read_write> df_rows: array<Row>;
+@group(0) @binding(4) var<storage, read_write> df_state: array<State>;
+@group(0) @binding(5) var<storage, read_write> df_history: array<u32>;
+@group(0) @binding(6) var<storage, read_write> df_token: array<u32>;
+@group(0) @binding(7) var<storage, read_write> df_logprob: array<f32>;
+@group(0) @binding(8) var<uniform> df_p: Params;
 
 @compute @workgroup_size(64)
 fn draw_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -390,14 +402,15 @@ fn draw_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let id = select(best_idx, 0u, best_idx == NONE);
     df_token[row] = id;
     df_state[row].token = id;
-    let h = row * df_p.n + id;
+    let slot = df_map[row];
+    let h = slot * df_p.n + id;
     if ((df_history[h] & ~HISTORY_PROMPT_BIT) < ~HISTORY_PROMPT_BIT) {
         df_history[h] += 1u;
     }
-    df_rows[row].step += 1u;
+    df_rows[slot].step += 1u;
     if (df_p.mode == 1u) {
         let st = df_state[row];
-        let x = sanitize(df_logits[h]);
+        let x = sanitize(df_logits[row * df_p.n + id]);
         df_logprob[row] = x - st.raw_max - log(st.raw_total);
     }
 }

@@ -3,9 +3,11 @@
 //! One KV cache with a slot per engine slot is allocated once. A request is admitted into
 //! a free slot: its prompt is prefilled alone into that slot and its first token sampled. Every [`Engine::step`] then runs
 //! ONE batched decode step for all active sequences (the model's `forward_batch`: each
-//! weight read once for all of them), samples each sequence's next token with its own
-//! [`Sampler`] (own seed, penalties, history) in the same submission, and reads back 4
-//! bytes per sequence. Tokens go out through each request's channel as they are made;
+//! weight read once for all of them) and samples every sequence's next token with one
+//! [`BatchSampler`] pass over the batch's logits (each row with its own seed, penalties
+//! and history) in the same submission, reading back 4 bytes per sequence in one
+//! mapping. The next step's input ids are the sampler's own output when the batch is
+//! unchanged, else the host's copies of the last tokens. Tokens go out through each request's channel as they are made;
 //! a finished sequence (end of sequence, length) or one whose receiver is gone (the client
 //! disconnected) leaves its slot at once, and new requests join between steps.
 
@@ -15,8 +17,9 @@ use kiln_model::generate::check_prompt;
 use kiln_model::{KvCache, Model, ModelConfig};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
+use crate::batch_sampler::BatchSampler;
 use crate::error::{param_error, Result};
-use crate::gpu::{Sampler, TokenChoice};
+use crate::gpu::TokenChoice;
 use crate::params::SamplingParams;
 
 /// Why a sequence ended.
@@ -46,9 +49,8 @@ pub struct Request {
 
 /// A sequence in a slot.
 struct Active {
-    sampler: Sampler,
-    /// This sequence's logits row `[1, vocab]`, copied out of the batch's logits.
-    logits: Tensor,
+    /// The last token chosen (the next step's input).
+    last: u32,
     events: Sender<Event>,
     prompt_tokens: usize,
     generated: usize,
@@ -85,6 +87,11 @@ pub struct Engine<'m> {
     cache: KvCache,
     active: Vec<Option<Active>>,
     context: usize,
+    sampler: BatchSampler,
+    /// u32 `[slots]`: a step's input ids when the batch changed since the last step.
+    ids: Tensor,
+    /// The slots of the last step, in batch order.
+    last_batch: Vec<usize>,
 }
 
 impl<'m> Engine<'m> {
@@ -94,7 +101,17 @@ impl<'m> Engine<'m> {
             return Err(param_error("slots", "must be >= 1, got 0"));
         }
         let cache = model.new_cache_with(dev, slots, context, model.kv_dtype())?;
-        Ok(Engine { dev: dev.clone(), model, cache, active: (0..slots).map(|_| None).collect(), context })
+        let sampler = BatchSampler::new(dev, slots, model.config().vocab_size)?;
+        Ok(Engine {
+            dev: dev.clone(),
+            model,
+            cache,
+            active: (0..slots).map(|_| None).collect(),
+            context,
+            sampler,
+            ids: Tensor::zeros(dev, &[slots], DType::U32)?,
+            last_batch: Vec::new(),
+        })
     }
 
     pub fn slots(&self) -> usize {
@@ -127,24 +144,27 @@ impl<'m> Engine<'m> {
             let _ = req.events.send(Event::Error(e.to_string()));
             return Err(e);
         }
-        let vocab = self.model.config().vocab_size;
-        let sampler = Sampler::new(&self.dev, &req.params, vocab, &req.prompt)?;
+        self.sampler.admit(slot, &req.params, &req.prompt)?;
         self.cache.reset_slot(slot)?;
         let ids = Tensor::from_slice(&self.dev, &req.prompt, &[req.prompt.len()])?;
         let mut rec = Recorder::new(&self.dev);
         let logits = self.model.forward_slot(&mut rec, &ids, &mut self.cache, slot, false)?;
-        sampler.record(&mut rec, &logits)?;
+        self.sampler.record(&mut rec, &logits, &[slot])?;
         rec.submit()?;
+        self.last_batch.clear(); // the sampler's tokens now hold this one sequence's
+        let choice = self.sampler.read()?.remove(0);
         let active = Active {
-            sampler,
-            logits: Tensor::empty(&self.dev, &[1, vocab], DType::F32)?,
+            last: choice.id,
             events: req.events,
             prompt_tokens: req.prompt.len(),
             generated: 0,
             max_tokens: req.max_tokens,
             eos_ids: req.eos_ids,
         };
-        self.active[slot] = deliver(active)?;
+        self.active[slot] = deliver(active, choice);
+        if self.active[slot].is_none() {
+            self.sampler.release(slot);
+        }
         Ok(())
     }
 
@@ -154,35 +174,40 @@ impl<'m> Engine<'m> {
         if slots.is_empty() {
             return Ok(0);
         }
-        let vocab = self.model.config().vocab_size;
+        let b = slots.len();
+        // The input ids: the sampler's last output when it sampled exactly this batch,
+        // else the host's copies of each sequence's last token (4 bytes each).
+        let ids = if slots == self.last_batch {
+            self.sampler.tokens(b)?
+        } else {
+            let last: Vec<u32> = slots.iter().map(|&s| self.active[s].as_ref().expect("active").last).collect();
+            self.ids.write_at(0, &last)?;
+            self.ids.narrow_rows(0, b)?
+        };
         let mut rec = Recorder::new(&self.dev);
-        // Each sequence's last token is still on the GPU in its sampler: gather them.
-        let ids = Tensor::empty(&self.dev, &[slots.len()], DType::U32)?;
-        for (b, &s) in slots.iter().enumerate() {
-            rec.copy_region(self.active[s].as_ref().unwrap().sampler.token(), 0, &ids, b, 1)?;
-        }
         let logits = self.model.forward_batch(&mut rec, &ids, &mut self.cache, &slots)?; // [B, vocab]
-        for (b, &s) in slots.iter().enumerate() {
-            let a = self.active[s].as_ref().unwrap();
-            rec.copy_region(&logits, b * vocab, &a.logits, 0, vocab)?;
-            a.sampler.record(&mut rec, &a.logits)?;
-        }
+        self.sampler.record(&mut rec, &logits, &slots)?;
         rec.submit()?;
-        for &s in &slots {
-            let a = self.active[s].take().unwrap();
-            self.active[s] = deliver(a)?;
+        let choices = self.sampler.read()?;
+        for (&s, choice) in slots.iter().zip(choices) {
+            let a = self.active[s].take().expect("active");
+            self.active[s] = deliver(a, choice);
+            if self.active[s].is_none() {
+                self.sampler.release(s);
+            }
         }
-        Ok(slots.len())
+        self.last_batch = slots;
+        Ok(b)
     }
 }
 
-/// Read a sequence's new token and send it; the sequence stays if it goes on.
-fn deliver(mut a: Active) -> Result<Option<Active>> {
-    let token = a.sampler.read()?;
+/// Send a sequence's new token; the sequence stays if it goes on.
+fn deliver(mut a: Active, token: TokenChoice) -> Option<Active> {
     let id = token.id;
+    a.last = id;
     a.generated += 1;
     if a.events.send(Event::Token(token)).is_err() {
-        return Ok(None); // the receiver is gone: free the slot now
+        return None; // the receiver is gone: free the slot now
     }
     let reason = if a.eos_ids.contains(&id) {
         Some(FinishReason::Stop)
@@ -191,11 +216,11 @@ fn deliver(mut a: Active) -> Result<Option<Active>> {
     } else {
         None
     };
-    Ok(match reason {
+    match reason {
         Some(reason) => {
             let _ = a.events.send(Event::Done { reason, prompt_tokens: a.prompt_tokens, completion_tokens: a.generated });
             None
         }
         None => Some(a),
-    })
+    }
 }

@@ -169,6 +169,29 @@ impl Tensor {
         Ok(())
     }
 
+    /// Overwrite elements `at..at + data.len()` from the host (queued before the next
+    /// submit); the range must be whole 4-byte words.
+    pub fn write_at<T: HostElem>(&self, at: usize, data: &[T]) -> Result<()> {
+        let op = "Tensor::write_at";
+        if T::DTYPE != self.dtype {
+            return Err(TensorError::dtype(op, format!("tensor is {}, data is {}", self.dtype, T::DTYPE)));
+        }
+        if at.checked_add(data.len()).is_none_or(|end| end > self.numel()) {
+            return Err(TensorError::shape(
+                op,
+                format!("{} elements at {at} overflow the tensor's {} ({:?})", data.len(), self.numel(), self.shape),
+            ));
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let start = self.dtype.storage_bytes(at);
+        if !start.is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
+            return Err(TensorError::shape(op, "writes must start and end on whole 4-byte words"));
+        }
+        Counters::add(&self.device.count().upload_bytes, bytes.len() as u64);
+        self.device.queue().write_buffer(self.buffer(), self.offset + start, bytes);
+        Ok(())
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

@@ -9,6 +9,7 @@ use std::sync::mpsc::{channel, Receiver};
 use kiln_kernels::testing::test_device;
 use kiln_sampler::engine::{Engine, Event, FinishReason, Request};
 use kiln_sampler::generate::{generate, Flow, GenerateOptions};
+use kiln_sampler::gpu::TokenChoice;
 use kiln_sampler::SamplingParams;
 
 use common::tiny_model;
@@ -27,56 +28,125 @@ fn collect(rx: &Receiver<Event>) -> (Vec<u32>, Option<(FinishReason, usize, usiz
     (ids, done)
 }
 
+/// Tokens (ids and, where asked, log-probs) a receiver got, and how it finished.
+fn collect_choices(rx: &Receiver<Event>) -> (Vec<TokenChoice>, Option<(FinishReason, usize, usize)>) {
+    let mut out = Vec::new();
+    let mut done = None;
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Token(t) => out.push(t),
+            Event::Done { reason, prompt_tokens, completion_tokens } => done = Some((reason, prompt_tokens, completion_tokens)),
+            Event::Error(e) => panic!("engine error: {e}"),
+        }
+    }
+    (out, done)
+}
+
+/// The i-th request's sampling: greedy, top-k, top-p with penalties, a logit bias, and
+/// log-probs, so one batch holds rows with different plans.
+fn request_params(i: u64) -> SamplingParams {
+    match i % 5 {
+        0 => SamplingParams::greedy(),
+        1 => SamplingParams { temperature: 0.9, top_k: Some(20), seed: i, ..Default::default() },
+        2 => SamplingParams { temperature: 1.1, top_p: 0.9, presence_penalty: 0.5, seed: 100 + i, ..Default::default() },
+        3 => SamplingParams { temperature: 0.8, repetition_penalty: 1.3, logit_bias: vec![(17, -100.0), (30, 2.5)], seed: 7 * i, ..Default::default() },
+        _ => SamplingParams { temperature: 0.7, min_p: 0.05, logprobs: Some(3), seed: 9 + i, ..Default::default() },
+    }
+}
+
+/// More requests than slots (B = 1, 4 and 16 sequences per step), each with its own
+/// parameters and seed, get exactly the tokens `generate` gives each alone: the engine's
+/// one sampler pass over the batch samples every row as its own sequence.
 #[test]
 fn batched_requests_get_the_tokens_each_gets_alone() {
     let dev = test_device();
     for name in ["qwen2-tiny-tied-f32", "gpt2-tiny-f32"] {
         let (model, _) = tiny_model(&dev, name);
-        let requests: Vec<(Vec<u32>, SamplingParams, usize)> = (0..6u64)
+        let requests: Vec<(Vec<u32>, SamplingParams, usize)> = (0..20u64)
             .map(|i| {
-                let prompt: Vec<u32> = (0..(2 + i as u32 * 3)).map(|t| 10 + t * 7 + i as u32).collect();
-                let params = match i % 3 {
-                    0 => SamplingParams::greedy(),
-                    1 => SamplingParams { temperature: 0.9, top_k: Some(20), seed: i, ..Default::default() },
-                    _ => SamplingParams { temperature: 1.1, top_p: 0.9, presence_penalty: 0.5, seed: 100 + i, ..Default::default() },
-                };
-                (prompt, params, 4 + i as usize)
+                let prompt: Vec<u32> = (0..(2 + (i as u32 % 7) * 3)).map(|t| 10 + t * 7 + i as u32).collect();
+                (prompt, request_params(i), 4 + (i as usize % 6))
             })
             .collect();
-        let alone: Vec<Vec<u32>> = requests
+        let alone: Vec<Vec<TokenChoice>> = requests
             .iter()
             .map(|(p, params, n)| {
                 let opts = GenerateOptions { max_new_tokens: *n, sampling: params.clone(), eos_ids: vec![], trace: false };
-                generate(&dev, &model, p, &opts, |_| Ok(Flow::Continue)).unwrap().0.iter().map(|t| t.id).collect()
+                generate(&dev, &model, p, &opts, |_| Ok(Flow::Continue)).unwrap().0
             })
             .collect();
 
-        // 3 slots, 6 requests: the rest wait and join as slots free up.
-        let mut engine = Engine::new(&dev, &model, 3, 64).unwrap();
-        let mut queue: Vec<_> = requests.iter().cloned().enumerate().collect();
-        queue.reverse();
-        let mut receivers = Vec::new();
-        let mut max_batch = 0;
-        loop {
-            while engine.has_free_slot() {
-                let Some((i, (prompt, params, max_tokens))) = queue.pop() else { break };
-                let (tx, rx) = channel();
-                engine.admit(Request { prompt, params, max_tokens, eos_ids: vec![], events: tx }).unwrap();
-                receivers.push((i, rx));
+        for slots in [1usize, 4, 16] {
+            // The rest of the requests wait and join as slots free up.
+            let mut engine = Engine::new(&dev, &model, slots, 64).unwrap();
+            let mut queue: Vec<_> = requests.iter().cloned().enumerate().collect();
+            queue.reverse();
+            let mut receivers = Vec::new();
+            let mut max_batch = 0;
+            loop {
+                while engine.has_free_slot() {
+                    let Some((i, (prompt, params, max_tokens))) = queue.pop() else { break };
+                    let (tx, rx) = channel();
+                    engine.admit(Request { prompt, params, max_tokens, eos_ids: vec![], events: tx }).unwrap();
+                    receivers.push((i, rx));
+                }
+                let ran = engine.step().unwrap();
+                max_batch = max_batch.max(ran);
+                if ran == 0 && queue.is_empty() {
+                    break;
+                }
             }
-            let ran = engine.step().unwrap();
-            max_batch = max_batch.max(ran);
-            if ran == 0 && queue.is_empty() {
-                break;
+            assert_eq!(max_batch, slots, "{name}: steps ran {slots} sequences at once");
+            for (i, rx) in &receivers {
+                let (got, done) = collect_choices(rx);
+                let what = format!("{name}, {slots} slots: request {i} batched vs alone");
+                let ids = |v: &[TokenChoice]| v.iter().map(|t| t.id).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&alone[*i]), "{what}");
+                for (g, a) in got.iter().zip(&alone[*i]) {
+                    assert_eq!(g.logprob.is_some(), a.logprob.is_some(), "{what}");
+                    if let (Some(g), Some(a)) = (g.logprob, a.logprob) {
+                        assert!((g - a).abs() <= 1e-3, "{what}: log-prob {g} vs {a}");
+                    }
+                    assert_eq!(g.top.iter().map(|t| t.0).collect::<Vec<_>>(), a.top.iter().map(|t| t.0).collect::<Vec<_>>(), "{what}: top ids");
+                }
+                assert_eq!(done, Some((FinishReason::Length, requests[*i].0.len(), requests[*i].2)));
             }
-        }
-        assert_eq!(max_batch, 3, "{name}: steps ran 3 sequences at once");
-        for (i, rx) in &receivers {
-            let (ids, done) = collect(rx);
-            assert_eq!(ids, alone[*i], "{name}: request {i} batched vs alone");
-            assert_eq!(done, Some((FinishReason::Length, requests[*i].0.len(), requests[*i].2)));
         }
     }
+}
+
+/// A batched engine step once warm: one submit, no buffer or bind group created,
+/// and one readback of 4 bytes per sequence (one sampler pass for the whole batch).
+#[test]
+fn an_engine_step_reads_back_once_and_creates_nothing() {
+    let dev = test_device();
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
+    let mut engine = Engine::new(&dev, &model, 4, 32).unwrap();
+    let mut receivers = Vec::new();
+    for i in 0..4u64 {
+        let (tx, rx) = channel();
+        let params = request_params(i % 4);
+        engine.admit(Request { prompt: vec![3 + i as u32, 4, 5], params, max_tokens: 12, eos_ids: vec![], events: tx }).unwrap();
+        receivers.push(rx);
+    }
+    // Warm-up: the first step takes its ids from the host (the batch is new), the second
+    // from the sampler's output, which the rest reuse.
+    engine.step().unwrap();
+    engine.step().unwrap();
+    let mut before = dev.counters();
+    for _ in 0..3 {
+        assert_eq!(engine.step().unwrap(), 4);
+        let now = dev.counters();
+        let d = now - before;
+        before = now;
+        assert_eq!(d.submits, 1, "{d:?}");
+        assert_eq!(d.buffers_created, 0, "{d:?}");
+        assert_eq!(d.bind_groups, 0, "{d:?}");
+        assert_eq!(d.readback_bytes, 4 * 4, "{d:?}");
+        // The rows table (8 bytes per sequence); the ids stay on the GPU.
+        assert_eq!(d.upload_bytes, 8 * 4, "{d:?}");
+    }
+    drop(receivers);
 }
 
 #[test]
