@@ -161,6 +161,30 @@ fn is_cpu_adapter(dev: &Device) -> bool {
     dev.info().device_type == wgpu::DeviceType::Cpu
 }
 
+/// True when a norm folded into the block matvec of `m` rows of x against `w` costs no
+/// extra loads in its inner loop: each block's x is then loaded (and normalised) once
+/// into registers for all weight rows. Past that (more rows, wider blocks) x is re-read
+/// per weight row and folding would re-load the norm weights with it, so callers run
+/// the norm as its own dispatch instead.
+pub fn norm_folds_into_registers(dev: &Device, m: usize, w: DType) -> bool {
+    let groups = match w {
+        DType::F32 => 1,
+        DType::F16 | DType::BF16 => 2,
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => 16,
+        _ => 8,
+    };
+    m * groups <= x_regs(dev)
+}
+
+/// Vec4s of x the block matvec holds in registers (X_REGS in matvec_core.wgsl).
+fn x_regs(dev: &Device) -> usize {
+    if is_cpu_adapter(dev) {
+        32
+    } else {
+        16
+    }
+}
+
 /// Weight rows per workgroup of the block matvec for `m` activation rows. GPUs want many
 /// workgroups in flight, so 2; CPU adapters (lavapipe, WARP, SwiftShader) pay for every
 /// load instruction and run few workgroups at a time, so up to 16 — each x load is then
@@ -342,7 +366,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         ("RESIDUAL", flag(f.residual.is_some())),
         ("ACT", act),
         ("SEGMENTS", flag(f.segments.is_some())),
-        ("X_REGS", if is_cpu_adapter(&dev) { 32.0 } else { 16.0 }),
+        ("X_REGS", x_regs(&dev) as f64),
     ];
     let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;
     rec.dispatch(Dispatch {

@@ -10,6 +10,10 @@
 //! | norm folded into the stacked gate/up matvec, SwiGLU (or GPT-2's bias + GELU) in its epilogue | norm, 2 matvecs, swiglu |
 //! | down_proj with the residual add            | matvec, add                               |
 //!
+//! The norm is folded only where it costs the matvec no extra loads
+//! (`matvec::norm_folds_into_registers`: one decode row, or a few for narrow blocks);
+//! for larger batches it runs as its own dispatch and the matvec keeps the rest.
+//!
 //! Prefill (more rows) runs the same weights unfused: the norm, then one tiled matmul per
 //! projection over row views of the stacked weights, then the element-wise ops. Every
 //! fused path has an unfused twin here, used when the block matvec cannot take the shapes.
@@ -41,6 +45,24 @@ impl<'a> NormRef<'a> {
             NormRef::Layer(n) => FoldedNorm::Layer { weight: &n.weight, bias: &n.bias, eps: n.eps },
         }
     }
+}
+
+/// The norm for a fused matvec of x with `w`: folded in (`Some`) when that is free, else
+/// `None` after `xn` has been set to `norm(x)` (computed once, shared by later calls).
+fn fold_or_apply<'a>(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    norm: NormRef<'a>,
+    xn: &mut Option<Tensor>,
+) -> Result<Option<FoldedNorm<'a>>> {
+    if matvec::norm_folds_into_registers(x.device(), x.dim(0), w.dtype()) {
+        return Ok(Some(norm.folded()));
+    }
+    if xn.is_none() {
+        *xn = Some(norm.forward(rec, x)?);
+    }
+    Ok(None)
 }
 
 /// True when `x` (a decode step's rows) can go through the fused matvec with `w`.
@@ -211,6 +233,7 @@ impl Stacked {
             return self.parts.iter().map(|p| p.forward(rec, &xn)).collect();
         }
         let mut out: Vec<Option<Tensor>> = self.parts.iter().map(|_| None).collect();
+        let mut xn = None;
         for g in &self.groups {
             let n = g.linear.out_features();
             let y = Tensor::empty(x.device(), &[seq, n], DType::F32)?;
@@ -220,8 +243,10 @@ impl Stacked {
                 [_, (_, b), (_, c)] => Some([*b, *c]),
                 _ => unreachable!("at most three parts are stacked"),
             };
-            let f = Fusion { norm: Some(norm.folded()), bias: g.linear.bias.as_ref(), segments: cuts, ..Default::default() };
-            matvec::matvec_fused(rec, x, &g.linear.weight, &f, &y)?;
+            let folded = fold_or_apply(rec, x, &g.linear.weight, norm, &mut xn)?;
+            let input = if folded.is_some() { x } else { xn.as_ref().expect("set when not folded") };
+            let f = Fusion { norm: folded, bias: g.linear.bias.as_ref(), segments: cuts, ..Default::default() };
+            matvec::matvec_fused(rec, input, &g.linear.weight, &f, &y)?;
             let flat = y.reshape(&[seq * n])?;
             for &(i, start) in &g.members {
                 let rows = self.parts[i].out_features();
@@ -271,8 +296,10 @@ impl GateUp {
         if let Some(s) = &self.stacked {
             if fusable(x, &s.weight) {
                 let y = Tensor::empty(x.device(), &[x.dim(0), self.gate.out_features()], DType::F32)?;
-                let f = Fusion { norm: Some(norm.folded()), act: Activation::SwiGlu, ..Default::default() };
-                matvec::matvec_fused(rec, x, &s.weight, &f, &y)?;
+                let mut xn = None;
+                let folded = fold_or_apply(rec, x, &s.weight, norm, &mut xn)?;
+                let f = Fusion { norm: folded, act: Activation::SwiGlu, ..Default::default() };
+                matvec::matvec_fused(rec, xn.as_ref().unwrap_or(x), &s.weight, &f, &y)?;
                 return Ok(y);
             }
         }
@@ -287,8 +314,10 @@ impl GateUp {
 pub fn normed_linear(rec: &mut Recorder, x: &Tensor, norm: NormRef, l: &Linear, act: Activation) -> Result<Tensor> {
     if fusable(x, &l.weight) {
         let y = Tensor::empty(x.device(), &[x.dim(0), l.out_features()], DType::F32)?;
-        let f = Fusion { norm: Some(norm.folded()), bias: l.bias.as_ref(), act, ..Default::default() };
-        matvec::matvec_fused(rec, x, &l.weight, &f, &y)?;
+        let mut xn = None;
+        let folded = fold_or_apply(rec, x, &l.weight, norm, &mut xn)?;
+        let f = Fusion { norm: folded, bias: l.bias.as_ref(), act, ..Default::default() };
+        matvec::matvec_fused(rec, xn.as_ref().unwrap_or(x), &l.weight, &f, &y)?;
         return Ok(y);
     }
     let xn = norm.forward(rec, x)?;
