@@ -1,11 +1,15 @@
-//! Cases for the kernels that read weights: matvec (M = 1..16 rows), matmul (tiles of 64
-//! crossed, batched weights) and the embedding gather, for every weight dtype including
-//! the GGUF block types.
+//! Cases for the kernels that read weights: matvec (M = 1..16 rows), the fused matvec of
+//! the decode step (norm folded in; bias, SwiGLU / GELU, residual, q/k/v segments),
+//! matmul (tiles of 64 crossed, batched weights), the embedding gather and GPT-2's
+//! position add, for every weight dtype including the GGUF block types.
 
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use super::weights::{random_weight, upload_weight, WEIGHT_DTYPES};
 use super::{Case, CaseResult, Checks};
+use crate::kv_cache::Rows;
+use crate::matvec::{Activation, FoldedNorm, Fusion};
+use crate::reference::matvec::{self as twin, Norm};
 use crate::{embedding, matmul, matvec, reference, tolerance};
 
 /// Row lengths K: 1, even but not a multiple of 4 or 8, a multiple of 8 (the vec4 path
@@ -97,7 +101,101 @@ fn embedding_case(name: String, dtype: DType, vocab: usize, d: usize, split: boo
     })
 }
 
+/// The fusions the models run: (name, folded norm 0/1 RMS/2 Layer, bias, activation,
+/// residual, q/k/v segments).
+const FUSIONS: [(&str, u8, bool, Activation, bool, bool); 4] = [
+    ("qkv", 1, true, Activation::None, false, true),
+    ("swiglu", 1, false, Activation::SwiGlu, false, false),
+    ("residual", 0, true, Activation::None, true, false),
+    ("gelu", 2, true, Activation::GeluTanh, false, false),
+];
+
+/// `matvec_fused` against the composed ops' twins.
+fn fused_case(name: String, dtype: DType, m: usize, fusion: (&'static str, u8, bool, Activation, bool, bool)) -> Case {
+    let (_, norm, with_bias, act, with_residual, segmented) = fusion;
+    Case::new(name.clone(), move |dev: &Device, checks: &mut Checks| -> CaseResult {
+        let mut rng = Case::rng(&name);
+        let k = dtype.block_size().max(8) * 2;
+        let n = 24;
+        let (w, wv) = upload_weight(dev, &mut rng, dtype, n, k, 1.0)?;
+        let n_out = if act == Activation::SwiGlu { n / 2 } else { n };
+        let x: Vec<f32> = rng.vec(m * k, 3.0).iter().map(|v| v + 2.0).collect();
+        let gamma = rng.vec(k, 2.0);
+        let beta = rng.vec(k, 1.0);
+        let bias = rng.vec(n, 1.0);
+        let resid = rng.vec(m * n_out, 2.0);
+        let (tx, tg, tb, tbias, tres) = (
+            Tensor::from_slice(dev, &x, &[m, k])?,
+            Tensor::from_slice(dev, &gamma, &[k])?,
+            Tensor::from_slice(dev, &beta, &[k])?,
+            Tensor::from_slice(dev, &bias, &[n])?,
+            Tensor::from_slice(dev, &resid, &[m, n_out])?,
+        );
+        let out = Tensor::empty(dev, &[m, n_out], DType::F32)?;
+        let (gpu_norm, cpu_norm) = match norm {
+            0 => (None, None),
+            1 => (Some(FoldedNorm::Rms { weight: &tg, eps: 1e-6 }), Some(Norm::Rms { weight: &gamma, eps: 1e-6 })),
+            _ => (
+                Some(FoldedNorm::Layer { weight: &tg, bias: &tb, eps: 1e-5 }),
+                Some(Norm::Layer { weight: &gamma, bias: &beta, eps: 1e-5 }),
+            ),
+        };
+        let cuts = [16, 20];
+        let f = Fusion {
+            norm: gpu_norm,
+            bias: with_bias.then_some(&tbias),
+            act,
+            residual: with_residual.then_some(&tres),
+            segments: segmented.then_some(cuts),
+        };
+        let mut rec = Recorder::new(dev);
+        matvec::matvec_fused(&mut rec, &tx, &w, &f, &out)?;
+        rec.submit()?;
+        let y = twin::fused(&x, &wv, n, k, cpu_norm, with_bias.then_some(bias.as_slice()), act, with_residual.then_some(resid.as_slice()));
+        let want = if segmented { twin::segmented(&y, m, n, cuts) } else { y };
+        checks.close(&name, &out.to_vec_f32()?, &want, tolerance::MATVEC_FUSED);
+        Ok(())
+    })
+}
+
+/// GPT-2's position add `h += table[pos]`, positions from a run or a batch's rows table.
+fn positions_case(name: String, dtype: DType, batch: bool) -> Case {
+    Case::new(name.clone(), move |dev: &Device, checks: &mut Checks| -> CaseResult {
+        let mut rng = Case::rng(&name);
+        let (n_pos, d, rows) = (37usize, 33usize, 3usize);
+        let (bytes, values) = random_weight(&mut rng, dtype, n_pos, d, 2.0)?;
+        let table = Tensor::from_bytes(dev, &bytes, &[n_pos, d], dtype)?;
+        let h = rng.vec(rows * d, 2.0);
+        let th = Tensor::from_slice(dev, &h, &[rows, d])?;
+        let pairs: Vec<[u32; 2]> = vec![[1, 36], [0, 0], [2, 9]];
+        let flat: Vec<u32> = pairs.iter().flatten().copied().collect();
+        let rows_table = Tensor::from_slice(dev, &flat, &[rows, 2])?;
+        let (r, positions) = if batch {
+            (Rows::Table { table: &rows_table, host: &pairs }, vec![36, 0, 9])
+        } else {
+            (Rows::Run { slot: 0, start: 30 }, vec![30, 31, 32])
+        };
+        let mut rec = Recorder::new(dev);
+        embedding::add_positions(&mut rec, &table, r, &th)?;
+        rec.submit()?;
+        let want = reference::embedding::add_positions(&h, &values, &positions, d);
+        checks.close(&name, &th.to_vec_f32()?, &want, tolerance::EXACT);
+        Ok(())
+    })
+}
+
 pub(super) fn cases(out: &mut Vec<Case>) {
+    for dtype in WEIGHT_DTYPES {
+        for fusion in FUSIONS {
+            for m in [1, 16] {
+                out.push(fused_case(format!("matvec_fused/{}/{dtype}/m{m}", fusion.0), dtype, m, fusion));
+            }
+        }
+    }
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        out.push(positions_case(format!("add_positions/{dtype}/run"), dtype, false));
+        out.push(positions_case(format!("add_positions/{dtype}/batch"), dtype, true));
+    }
     for dtype in WEIGHT_DTYPES {
         let bs = dtype.block_size();
         for (n, k) in edge_shapes(dtype) {
