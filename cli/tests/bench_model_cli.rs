@@ -60,3 +60,40 @@ fn unknown_synthetic_models_and_types_are_clear_errors() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// `--write-gguf` writes a synthetic model as a GGUF file that kiln loads back (the same
+/// shapes, types and decode step), for llama.cpp's llama-bench to run beside it; GPT-2,
+/// which kiln reads no GGUF of, is refused by name.
+#[test]
+fn write_gguf_gives_a_file_kiln_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("smollm2.gguf");
+    let kiln = || Command::new(env!("CARGO_BIN_EXE_kiln"));
+    let out = kiln()
+        .args(["bench", "model", "--synthetic", "smollm2-135m", "--write-gguf"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote synthetic smollm2-135m"));
+    let out = kiln()
+        .args(["bench", "model", "-m"])
+        .arg(&path)
+        .args(["--prompt-tokens", "2", "--decode-tokens", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dispatches_per_layer"], 6.0, "{v}");
+    assert_eq!(v["bind_groups_per_token"], 0.0, "{v}");
+    let mib = v["decode_weight_bytes_per_token"].as_f64().unwrap() / (1 << 20) as f64;
+    assert!((80.0..130.0).contains(&mib), "{mib} MiB");
+
+    let out = kiln()
+        .args(["bench", "model", "--synthetic", "gpt2", "--write-gguf"])
+        .arg(dir.path().join("gpt2.gguf"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no GPT-2 GGUF"), "{}", String::from_utf8_lossy(&out.stderr));
+}

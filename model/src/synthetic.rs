@@ -11,11 +11,16 @@
 //!   Q8_0 / Q5_0, ffn_down alternating Q6_K / Q4_K, and an untied Q8_0 output. For other
 //!   models: Q4_K where the row length allows it (else Q5_0), Q6_K for the output.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use kiln_tensor::{DType, Device, Tensor};
 
 use crate::config::{Arch, ModelConfig};
+use crate::gguf::model::gguf_name;
+use crate::gguf::writer::{write_gguf, TensorEntry};
+use crate::gguf::{GgufArray, GgufValue};
+use crate::layout::expected_weights;
 use crate::model::Model;
 use crate::gpt2::Gpt2;
 use crate::qwen2::Qwen2;
@@ -89,15 +94,21 @@ pub fn synthetic_config(name: &str) -> Result<ModelConfig> {
 
 /// A synthetic model on `dev`: `name` from [`SYNTHETIC_MODELS`], weights of `types`.
 pub fn load_synthetic(dev: &Device, name: &str, types: WeightTypes) -> Result<Model> {
+    let (config, weights) = synthetic_parts(name, types)?;
+    if config.arch == Arch::Gpt2 {
+        return Ok(Model::Gpt2(Gpt2::load(dev, &config, &weights, true)?));
+    }
+    Ok(Model::Qwen2(Qwen2::load(dev, &config, &weights, config.tie_word_embeddings)?))
+}
+
+/// The config and the weight source of a synthetic model.
+fn synthetic_parts(name: &str, types: WeightTypes) -> Result<(ModelConfig, SyntheticWeights)> {
     let mut config = synthetic_config(name)?;
     let exact_qwen = name == "qwen2.5-0.5b" && types == WeightTypes::Q4KM;
     // The published Q4_K_M Qwen2.5 file has an untied Q8_0 output matrix.
     config.tie_word_embeddings = !exact_qwen;
     let weights = SyntheticWeights { types, exact_qwen, tied: config.tie_word_embeddings };
-    if config.arch == Arch::Gpt2 {
-        return Ok(Model::Gpt2(Gpt2::load(dev, &config, &weights, true)?));
-    }
-    Ok(Model::Qwen2(Qwen2::load(dev, &config, &weights, config.tie_word_embeddings)?))
+    Ok((config, weights))
 }
 
 struct SyntheticWeights {
@@ -159,36 +170,48 @@ fn seed_of(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// A random `[rows, cols]` matrix of `dtype`, scaled like trained weights (|w| ≲ 0.1).
-fn random_matrix(dev: &Device, name: &str, rows: usize, cols: usize, dtype: DType) -> Result<Tensor> {
+/// A random `[rows, cols]` matrix of `dtype` in GGUF's own layout, scaled like trained
+/// weights (|w| ≲ 0.1), seeded by `name`.
+fn gguf_matrix_bytes(name: &str, rows: usize, cols: usize, dtype: DType) -> Vec<u8> {
     let n = rows * cols;
     let mut bytes = random_bytes(if dtype.is_quantized() { n / dtype.block_size() * dtype.gguf_block_bytes() } else { n * 2 }, seed_of(name));
     let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
-    match dtype {
-        DType::F16 => {
-            for c in bytes.chunks_exact_mut(2) {
-                let r = u16::from_le_bytes([c[0], c[1]]) as f32 / 65535.0 - 0.5;
-                c.copy_from_slice(&f16(r * 0.1));
-            }
-            return Ok(Tensor::from_bytes(dev, &bytes, &[rows, cols], dtype)?);
+    if dtype == DType::F16 {
+        for c in bytes.chunks_exact_mut(2) {
+            let r = u16::from_le_bytes([c[0], c[1]]) as f32 / 65535.0 - 0.5;
+            c.copy_from_slice(&f16(r * 0.1));
         }
-        _ => {
-            // Overwrite each block's f16 scale(s) with small, finite values.
-            let bb = dtype.gguf_block_bytes();
-            for block in bytes.chunks_exact_mut(bb) {
-                match dtype {
-                    DType::Q6_K => block[bb - 2..].copy_from_slice(&f16(0.002)),
-                    DType::Q4_K | DType::Q5_K | DType::Q4_1 | DType::Q5_1 => {
-                        block[..2].copy_from_slice(&f16(0.005));
-                        block[2..4].copy_from_slice(&f16(0.003));
-                    }
-                    _ => block[..2].copy_from_slice(&f16(0.005)),
-                }
+        return bytes;
+    }
+    // Overwrite each block's f16 scale(s) with small, finite values.
+    let bb = dtype.gguf_block_bytes();
+    for block in bytes.chunks_exact_mut(bb) {
+        match dtype {
+            DType::Q6_K => block[bb - 2..].copy_from_slice(&f16(0.002)),
+            DType::Q4_K | DType::Q5_K | DType::Q4_1 | DType::Q5_1 => {
+                block[..2].copy_from_slice(&f16(0.005));
+                block[2..4].copy_from_slice(&f16(0.003));
             }
+            _ => block[..2].copy_from_slice(&f16(0.005)),
         }
+    }
+    bytes
+}
+
+/// [`gguf_matrix_bytes`] uploaded (block types repacked into kiln's GPU layout).
+fn random_matrix(dev: &Device, name: &str, rows: usize, cols: usize, dtype: DType) -> Result<Tensor> {
+    let bytes = gguf_matrix_bytes(name, rows, cols, dtype);
+    if !dtype.is_quantized() {
+        return Ok(Tensor::from_bytes(dev, &bytes, &[rows, cols], dtype)?);
     }
     let repacked = kiln_kernels::quant::repack(dtype, &bytes)?;
     Ok(Tensor::from_bytes(dev, &repacked, &[rows, cols], dtype)?)
+}
+
+/// A 1-D weight: norm weights near 1, biases near 0, seeded by `name`.
+fn vector_values(name: &str, len: usize) -> Vec<f32> {
+    let base = if name.contains("norm") { 1.0 } else { 0.0 };
+    random_bytes(len, seed_of(name)).iter().map(|&b| base + (b as f32 / 255.0 - 0.5) * 0.02).collect()
 }
 
 impl WeightSource for SyntheticWeights {
@@ -210,10 +233,7 @@ impl WeightSource for SyntheticWeights {
     }
 
     fn vector_f32(&self, dev: &Device, name: &str, len: usize) -> Result<Tensor> {
-        // Norm weights near 1, biases near 0.
-        let base = if name.contains("norm") { 1.0 } else { 0.0 };
-        let v: Vec<f32> = random_bytes(len, seed_of(name)).iter().map(|&b| base + (b as f32 / 255.0 - 0.5) * 0.02).collect();
-        Ok(Tensor::from_slice(dev, &v, &[len])?)
+        Ok(Tensor::from_slice(dev, &vector_values(name, len), &[len])?)
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -223,4 +243,105 @@ impl WeightSource for SyntheticWeights {
     fn conv1d(&self, dev: &Device, name: &str, [n_in, n_out]: [usize; 2]) -> Result<Tensor> {
         self.matrix(dev, name, [n_out, n_in])
     }
+}
+
+/// ggml's type id of a weight dtype (GGUF tensor infos).
+fn ggml_type_id(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q4_1 => 3,
+        DType::Q5_0 => 6,
+        DType::Q5_1 => 7,
+        DType::Q8_0 => 8,
+        DType::Q4_K => 12,
+        DType::Q5_K => 13,
+        DType::Q6_K => 14,
+        DType::BF16 => 30,
+        DType::U32 => unreachable!("no weight is u32"),
+    }
+}
+
+/// A synthetic model's metadata: llama.cpp's keys for its architecture, and a byte-level
+/// BPE vocabulary of the model's size (the 256 byte symbols, then placeholder tokens; no
+/// merges), which both kiln and llama.cpp load.
+fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
+    let arch = if c.arch == Arch::Qwen2 { "qwen2" } else { "llama" };
+    let u32v = |v: usize| GgufValue::U32(v as u32);
+    let key = |k: &str| format!("{arch}.{k}");
+    let mut tokens: Vec<String> = crate::tokenizer::bytes_to_unicode().into_iter().map(|(_, ch)| ch.to_string()).collect();
+    tokens.extend((tokens.len()..c.vocab_size).map(|i| format!("<|synthetic_{i}|>")));
+    vec![
+        ("general.architecture".into(), GgufValue::String(arch.into())),
+        ("general.name".into(), GgufValue::String(format!("kiln synthetic {name}"))),
+        (key("context_length"), u32v(c.max_position_embeddings)),
+        (key("embedding_length"), u32v(c.hidden_size)),
+        (key("block_count"), u32v(c.n_layers)),
+        (key("feed_forward_length"), u32v(c.intermediate_size)),
+        (key("attention.head_count"), u32v(c.n_heads)),
+        (key("attention.head_count_kv"), u32v(c.n_kv_heads)),
+        (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
+        (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.norm_eps as f32)),
+        ("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), GgufValue::String("default".into())),
+        ("tokenizer.ggml.token_type".into(), GgufValue::Array(GgufArray::I32(vec![1; tokens.len()]))),
+        ("tokenizer.ggml.tokens".into(), GgufValue::Array(GgufArray::String(tokens))),
+        ("tokenizer.ggml.merges".into(), GgufValue::Array(GgufArray::String(vec![]))),
+        ("tokenizer.ggml.eos_token_id".into(), u32v(c.vocab_size - 1)),
+        ("tokenizer.ggml.add_bos_token".into(), GgufValue::Bool(false)),
+    ]
+}
+
+/// Write synthetic model `name` (weights of `types`) to `path` as a GGUF file: the shapes,
+/// weight types and kind of seeded values `load_synthetic` builds (matrices in GGUF's
+/// block layout), with metadata and a placeholder vocabulary that kiln and llama.cpp both
+/// load — so both engines can run the very same file. Qwen2 and Llama architectures only (kiln
+/// reads no GPT-2 GGUF yet). Returns the bytes written.
+pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Result<u64> {
+    let (config, weights) = synthetic_parts(name, types)?;
+    if config.arch == Arch::Gpt2 {
+        return Err(ModelError::Param {
+            name: "write-gguf".into(),
+            detail: format!("{name}: kiln reads no GPT-2 GGUF yet; write qwen2.5-0.5b or smollm2-135m"),
+        });
+    }
+    enum Kind {
+        Matrix { hf: String, rows: usize, cols: usize, dtype: DType },
+        Vector { hf: String, len: usize },
+    }
+    let mut kinds = Vec::new();
+    let mut entries = Vec::new();
+    for spec in expected_weights(&config) {
+        if spec.name == crate::LM_HEAD && config.tie_word_embeddings {
+            continue;
+        }
+        let gname = gguf_name(&spec.name).expect("every Qwen2/Llama weight has a GGUF name");
+        match *spec.shape.as_slice() {
+            [rows, cols] => {
+                let dtype = weights.dtype(&spec.name, cols);
+                let n = rows * cols;
+                let bytes = if dtype.is_quantized() { n / dtype.block_size() * dtype.gguf_block_bytes() } else { n * dtype.elem_bytes() } as u64;
+                entries.push(TensorEntry { name: gname, dims: vec![cols as u64, rows as u64], type_id: ggml_type_id(dtype), bytes });
+                kinds.push(Kind::Matrix { hf: spec.name.clone(), rows, cols, dtype });
+            }
+            [len] => {
+                entries.push(TensorEntry { name: gname, dims: vec![len as u64], type_id: 0, bytes: 4 * len as u64 });
+                kinds.push(Kind::Vector { hf: spec.name.clone(), len });
+            }
+            _ => unreachable!("weights are 1-D or 2-D"),
+        }
+    }
+    let io_err = |e: std::io::Error| ModelError::io(path, e);
+    let file = std::fs::File::create(path).map_err(io_err)?;
+    let mut w = std::io::BufWriter::new(file);
+    let written = write_gguf(&mut w, &gguf_metadata(name, &config), &entries, |i| {
+        Ok(match &kinds[i] {
+            Kind::Matrix { hf, rows, cols, dtype } => gguf_matrix_bytes(hf, *rows, *cols, *dtype),
+            Kind::Vector { hf, len } => vector_values(hf, *len).iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+    })
+    .map_err(io_err)?;
+    w.flush().map_err(io_err)?;
+    Ok(written)
 }

@@ -14,20 +14,6 @@ use kiln_sampler::SamplingParams;
 
 use common::tiny_model;
 
-/// Tokens (ids) a receiver got, and how it finished.
-fn collect(rx: &Receiver<Event>) -> (Vec<u32>, Option<(FinishReason, usize, usize)>) {
-    let mut ids = Vec::new();
-    let mut done = None;
-    while let Ok(e) = rx.try_recv() {
-        match e {
-            Event::Token(t) => ids.push(t.id),
-            Event::Done { reason, prompt_tokens, completion_tokens } => done = Some((reason, prompt_tokens, completion_tokens)),
-            Event::Error(e) => panic!("engine error: {e}"),
-        }
-    }
-    (ids, done)
-}
-
 /// Tokens (ids and, where asked, log-probs) a receiver got, and how it finished.
 fn collect_choices(rx: &Receiver<Event>) -> (Vec<TokenChoice>, Option<(FinishReason, usize, usize)>) {
     let mut out = Vec::new();

@@ -31,6 +31,11 @@ pub struct ModelBenchArgs {
     /// Weight types of --synthetic: f16, q8_0 or q4_k (llama.cpp's Q4_K_M mix).
     #[arg(long, default_value = "q4_k")]
     dtype: String,
+    /// Write the --synthetic model to this GGUF file and exit (llama.cpp's llama-bench and
+    /// `kiln bench model -m FILE` then run the very same weights). qwen2.5-0.5b and
+    /// smollm2-135m.
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    write_gguf: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
     #[arg(long, default_value_t = 128)]
@@ -49,6 +54,12 @@ pub struct ModelBenchArgs {
 pub fn run(dev_args: &DeviceArgs, args: ModelBenchArgs) -> Result<()> {
     if args.prompt_tokens == 0 || args.decode_tokens < 2 {
         bail!("--prompt-tokens must be >= 1 and --decode-tokens >= 2");
+    }
+    if let (Some(path), Some(name)) = (&args.write_gguf, &args.synthetic) {
+        let types = args.dtype.parse::<kiln_model::synthetic::WeightTypes>()?;
+        let bytes = kiln_model::synthetic::write_synthetic_gguf(name, types, path)?;
+        println!("wrote synthetic {name} ({}) to {}: {:.1} MiB", args.dtype, path.display(), bytes as f64 / (1 << 20) as f64);
+        return Ok(());
     }
     let dev = dev_args.open()?;
     let (mut model, name) = match (&args.synthetic, &args.model) {

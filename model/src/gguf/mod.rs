@@ -17,6 +17,7 @@ pub use reader::{
 };
 pub use value::{GgufArray, GgufValue, GgufValueType};
 pub mod model;
+pub mod writer;
 
 pub mod chat;
 pub mod tokenizer;
