@@ -13,6 +13,11 @@
 # On a machine without a Vulkan loader, unpack one first (see BENCHMARKS.md, "Running the
 # GPU check"). KILN_BACKEND (default vulkan) picks the graphics API.
 #
+# The peer (optional): with PEER_BENCH set to a llama.cpp Vulkan `llama-bench`, the script
+# also writes the synthetic Qwen2.5-0.5B and SmolLM2-135M (Q4_K_M mix) as GGUF files with
+# `kiln bench model --write-gguf`, and times both engines on those very files: kiln's
+# `bench model -m FILE` and `llama-bench -m FILE -ngl 99 -p PROMPT_TOKENS -n DECODE_TOKENS`.
+#
 # Sizes and limits (environment): PROMPT_TOKENS (default 512) and DECODE_TOKENS (128) for
 # the model benchmarks, LIMIT_SCALE (1) multiplies every step's time limit. On a software
 # device (lavapipe) the whole script runs end to end with, for example,
@@ -70,6 +75,29 @@ for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k" "gpt2 f16
     step "bench-model-$name-$dtype" 60 bench model --synthetic "$name" --dtype "$dtype" \
         --prompt-tokens "$prompt" --decode-tokens "$decode" --json --profile
 done
+
+# peer NAME LIMIT_SECONDS ARGS...: like step, for llama-bench.
+peer() {
+    local name=$1 limit=$(($2 * scale))
+    shift 2
+    echo "== $name: $PEER_BENCH $* (limit ${limit}s)"
+    local start=$SECONDS
+    GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0} timeout "$limit" "$PEER_BENCH" "$@" >"$out/$name.out" 2>"$out/$name.err"
+    local rc=$?
+    printf '%-28s rc=%-3s %4ss  %s\n' "$name" "$rc" "$((SECONDS - start))" "$PEER_BENCH $*" >>"$out/summary.txt"
+    [[ $rc -eq 0 ]] || { failed=1; tail -n 5 "$out/$name.err" | sed 's/^/   /'; }
+}
+
+if [[ -n ${PEER_BENCH:-} ]]; then
+    for name in qwen2.5-0.5b smollm2-135m; do
+        file="${TMPDIR:-/tmp}/kiln-synthetic-$name-q4_k.gguf"
+        step "write-gguf-$name" 60 bench model --synthetic "$name" --dtype q4_k --write-gguf "$file"
+        step "bench-file-$name" 60 bench model -m "$file" --prompt-tokens "$prompt" \
+            --decode-tokens "$decode" --json
+        peer "peer-$name" 120 -m "$file" -ngl 99 -p "$prompt" -n "$decode" -r 3 -o json
+        rm -f "$file"
+    done
+fi
 
 echo
 cat "$out/summary.txt"
