@@ -102,7 +102,7 @@ fn row_slot_pos(r: u32) -> vec2<u32> {
 // vt % lanes the lane. Must run in uniform control flow (barriers, lane sums).
 fn attend_body(wid: vec3<u32>, vt: u32) {
     let L = p.lanes;
-    let kp = WG / L;                // key slots
+    let kp = max(WG / L, 1u);       // key slots (L ≤ WG; max keeps the key loop finite)
     let kslot = vt / L;
     let lane = vt % L;
     let kvh = wid.x / p.head_chunks;

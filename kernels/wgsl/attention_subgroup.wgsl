@@ -11,7 +11,7 @@
 fn lanes_sum(part: array<f32, MAX_G>, vt: u32, kslot: u32, lane: u32, L: u32, ng: u32) -> array<f32, MAX_G> {
     var a = vec4<f32>(part[0], part[1], part[2], part[3]);
     var b = vec4<f32>(part[4], part[5], part[6], part[7]);
-    for (var mask = 1u; mask < L; mask <<= 1u) {
+    for (var mask = 1u; mask < min(L, 64u); mask <<= 1u) { // L ≤ 64 (the launcher); min keeps it finite
         a += subgroupShuffleXor(a, mask);
         b += subgroupShuffleXor(b, mask);
     }

@@ -320,10 +320,25 @@ impl Device {
             modules
                 .entry(module_name)
                 .or_insert_with(|| {
-                    self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    let desc = wgpu::ShaderModuleDescriptor {
                         label: Some(module_name),
                         source: wgpu::ShaderSource::Wgsl(source.into()),
-                    })
+                    };
+                    // Bounds checks stay on. naga's loop bounding (a counter added to every
+                    // loop, against infinite loops in untrusted shaders) is off: its counter
+                    // makes every loop's trip count unknown to the driver's compiler, and on
+                    // an NVIDIA H200 the quantized matvec and decode attention ran ~10×
+                    // slower with it (BENCHMARKS.md). These are kiln's own shaders, and every loop in
+                    // them has a counter that only grows (or halves) towards a bound the
+                    // launcher checks. KILN_LOOP_BOUNDING=1 turns it back on, to compare.
+                    let checks = wgpu::ShaderRuntimeChecks {
+                        bounds_checks: true,
+                        force_loop_bounding: env_flag("KILN_LOOP_BOUNDING"),
+                        ..wgpu::ShaderRuntimeChecks::checked()
+                    };
+                    // SAFETY: wgpu requires that no loop of the module runs forever when loop
+                    // bounding is off; see above (kernels/wgsl, each loop bounded).
+                    unsafe { self.inner.device.create_shader_module_trusted(desc, checks) }
                 })
                 .clone()
         };
