@@ -19,6 +19,7 @@ use crate::launch::{
     expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, grid_1d,
 };
 use crate::shaders;
+use std::sync::OnceLock;
 
 /// Accumulators per invocation of the block matvec (NACC in matvec_core.wgsl): the
 /// activation rows times the weight rows of a workgroup.
@@ -176,8 +177,19 @@ pub fn norm_folds_into_registers(dev: &Device, m: usize, w: DType) -> bool {
     m * groups <= x_regs(dev)
 }
 
-/// Vec4s of x the block matvec holds in registers (X_REGS in matvec_core.wgsl).
+/// A tuning override from the environment: a whole number, read once; unset or not a
+/// number means none.
+fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Vec4s of x the block matvec holds in registers (X_REGS in matvec_core.wgsl);
+/// `KILN_MATVEC_X_REGS` overrides it (at most 32).
 fn x_regs(dev: &Device) -> usize {
+    static OVERRIDE: OnceLock<Option<usize>> = OnceLock::new();
+    if let Some(v) = *OVERRIDE.get_or_init(|| env_count("KILN_MATVEC_X_REGS")) {
+        return v.min(BLOCK_ACCS); // the kernel's x registers (NACC)
+    }
     if is_cpu_adapter(dev) {
         32
     } else {
@@ -189,10 +201,12 @@ fn x_regs(dev: &Device) -> usize {
 /// workgroups in flight, so 2; CPU adapters (lavapipe, WARP, SwiftShader) pay for every
 /// load instruction and run few workgroups at a time, so up to 16 — each x load is then
 /// shared by more weight rows. Bounded by the accumulators (m · rows ≤ 32) and even for
-/// SwiGLU, which pairs gate and up rows.
+/// SwiGLU, which pairs gate and up rows. `KILN_MATVEC_ROWS` overrides the wanted count.
 fn block_rows(dev: &Device, m: usize, act: Activation) -> usize {
-    let wanted = if is_cpu_adapter(dev) { BLOCK_MAX_ROWS } else { 2 };
-    let rows = wanted.min(BLOCK_ACCS / m).max(1);
+    static OVERRIDE: OnceLock<Option<usize>> = OnceLock::new();
+    let wanted = OVERRIDE.get_or_init(|| env_count("KILN_MATVEC_ROWS"));
+    let wanted = wanted.unwrap_or(if is_cpu_adapter(dev) { BLOCK_MAX_ROWS } else { 2 });
+    let rows = wanted.min(BLOCK_MAX_ROWS).min(BLOCK_ACCS / m).max(1);
     if act == Activation::SwiGlu {
         (rows & !1).max(2)
     } else {
