@@ -2,6 +2,8 @@
 //! rotary position embeddings, grouped-query attention over a KV cache and a SwiGLU
 //! MLP. Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py`.
 
+use std::sync::{Arc, Mutex};
+
 use kiln_kernels::rope;
 use kiln_tensor::{Device, Recorder, Tensor};
 
@@ -29,7 +31,9 @@ pub struct Qwen2 {
     layers: Vec<Qwen2Layer>,
     norm: RmsNorm,
     lm_head: LmHead,
-    rope: rope::RopeTable,
+    /// cos/sin for the positions of the largest cache run so far, not the file's context
+    /// (a header field must not size a table the run does not need); grown on demand.
+    rope: Mutex<Arc<rope::RopeTable>>,
     /// The storage of the KV caches `Model::new_cache` makes.
     pub kv_dtype: KvDtype,
 }
@@ -68,16 +72,37 @@ impl Qwen2 {
         }
         let embed_tokens = crate::model::load_embedding(dev, w, crate::embedding_name(c.arch), c.vocab_size, h)?;
         let lm_head = crate::model::load_lm_head(dev, w, c.vocab_size, h, tied.then_some(&embed_tokens))?;
-        let rope = rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, c.max_position_embeddings)?;
+        // One position for now: checks head_dim and theta at load; forward grows it.
+        let rope = rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, 1)?;
         Ok(Qwen2 {
             config: c.clone(),
             embed_tokens,
             layers,
             norm: norm("model.norm.weight")?,
             lm_head,
-            rope,
+            rope: Mutex::new(Arc::new(rope)),
             kv_dtype: KvDtype::default(),
         })
+    }
+
+    /// The RoPE table for positions `0..positions` at least, rebuilt (to exactly
+    /// `positions`) when the current one is shorter. `positions` is a cache's capacity,
+    /// which `Model::new_cache_with` bounds by the model's context.
+    fn rope_table(&self, dev: &Device, positions: usize) -> Result<Arc<rope::RopeTable>> {
+        let c = &self.config;
+        if positions > c.max_position_embeddings {
+            return Err(crate::ModelError::Context {
+                detail: format!(
+                    "a cache of {positions} positions exceeds the model's context of {} positions (max_position_embeddings)",
+                    c.max_position_embeddings
+                ),
+            });
+        }
+        let mut table = self.rope.lock().unwrap_or_else(|e| e.into_inner());
+        if table.max_positions < positions {
+            *table = Arc::new(rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, positions)?);
+        }
+        Ok(table.clone())
     }
 
     /// Weight bytes one decode step reads: every layer, the final norm and the whole LM
@@ -121,6 +146,7 @@ impl Qwen2 {
         step.prepare(cache, seq)?;
         let rows = step.rows(cache);
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let rope = self.rope_table(rec.device(), cache.capacity())?;
 
         let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
         let first_dispatch = rec.dispatch_count();
@@ -132,7 +158,7 @@ impl Qwen2 {
             let k = qkv[1].reshape(&[seq, nkv, hd])?;
             let v = qkv[2].reshape(&[seq, nkv, hd])?;
             // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
-            let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&self.rope))?;
+            let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&rope))?;
             // h = h + o_proj(attn)   [seq, hidden]
             h = fused::linear_residual(rec, &attn.reshape(&[seq, nh * hd])?, &layer.o_proj, &h)?;
 

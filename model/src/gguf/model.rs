@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use kiln_kernels::attention::MAX_HEAD_DIM;
 use kiln_kernels::quant;
 use kiln_tensor::{DType, Device, Tensor};
 
@@ -71,7 +72,26 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             format!("{n_heads} heads over {n_kv_heads} kv heads with hidden size {hidden} is not a valid attention layout"),
         ));
     }
-    let head_dim = file.opt_u64(&key("attention.key_length"))?.map_or(hidden / n_heads, |v| v as usize);
+    let head_dim = match file.opt_u64(&key("attention.key_length"))? {
+        None => hidden / n_heads,
+        Some(v) if v == 0 || v % 2 != 0 || v > MAX_HEAD_DIM as u64 => {
+            return Err(meta_err(
+                file,
+                &key("attention.key_length"),
+                format!("head_dim {v}: kiln runs an even head_dim from 2 to {MAX_HEAD_DIM}"),
+            ))
+        }
+        Some(v) => v as usize,
+    };
+    if let Some(v) = file.opt_u64(&key("attention.value_length"))? {
+        if v != head_dim as u64 {
+            return Err(meta_err(
+                file,
+                &key("attention.value_length"),
+                format!("{v} differs from the key length {head_dim}; kiln needs values as wide as keys"),
+            ));
+        }
+    }
     let embd = file.tensor_info("token_embd.weight")?;
     let vocab_size = *embd.shape().first().unwrap_or(&0);
     let rope_scaling = match file.opt_str(&key("rope.scaling.type"))? {
