@@ -195,6 +195,9 @@ fn bad_requests_are_400s_and_the_server_keeps_serving() {
         ("/v1/completions", json!({"prompt": "x", "top_p": 0}).to_string(), "top_p"),
         ("/v1/completions", json!({"prompt": "x", "logit_bias": {"999999": 1}}).to_string(), "logit_bias"),
         ("/v1/completions", json!({"prompt": "x ".repeat(200), "max_tokens": 16}).to_string(), "max_tokens"),
+        // 2⁶⁴−1 once wrapped the length check round and stopped the whole server.
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": u64::MAX}).to_string(), "max_tokens"),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": u64::MAX}).to_string(), "max_tokens"),
         ("/v1/completions", json!({"prompt": "x", "n": 2}).to_string(), "n = 2"),
         ("/v1/chat/completions", json!({"messages": []}).to_string(), "messages"),
         ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}).to_string(), "top_logprobs"),

@@ -9,7 +9,7 @@ pub fn check_prompt(c: &ModelConfig, prompt: &[u32], max_new_tokens: usize) -> R
         return Err(ModelError::Param { name: "prompt".into(), detail: "the prompt has no tokens".into() });
     }
     kiln_kernels::embedding::check_ids(prompt, c.vocab_size)?;
-    let need = prompt.len() + max_new_tokens;
+    let need = prompt.len().saturating_add(max_new_tokens);
     if need > c.max_position_embeddings {
         return Err(ModelError::Context {
             detail: format!(

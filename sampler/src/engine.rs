@@ -66,13 +66,15 @@ pub fn check_request(config: &ModelConfig, context: usize, prompt: &[u32], param
     if max_tokens == 0 {
         return Err(param_error("max_tokens", "must be >= 1"));
     }
-    if prompt.len() + max_tokens > context {
+    // A hostile max_tokens (up to 2⁶⁴−1) must not wrap the sum round.
+    if max_tokens > context.saturating_sub(prompt.len()) {
         return Err(param_error(
             "max_tokens",
             format!(
-                "the prompt has {} tokens and max_tokens is {max_tokens}: {} positions, but each slot holds {context}",
+                "the prompt has {} tokens and max_tokens is {max_tokens}, but each slot holds {context} positions \
+                 (at most {} new tokens for this prompt)",
                 prompt.len(),
-                prompt.len() + max_tokens,
+                context.saturating_sub(prompt.len()),
             ),
         ));
     }
@@ -118,6 +120,11 @@ impl<'m> Engine<'m> {
         self.cache.slots()
     }
 
+    /// The device the engine runs on (e.g. to ask whether it was lost).
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
     /// Positions each slot holds (prompt + generated tokens).
     pub fn context(&self) -> usize {
         self.context
@@ -139,11 +146,26 @@ impl<'m> Engine<'m> {
     /// Take a request into a free slot: prefill its prompt and send its first token.
     /// Errors (also sent to the request's channel) leave the engine as it was.
     pub fn admit(&mut self, req: Request) -> Result<()> {
-        let slot = self.active.iter().position(Option::is_none).ok_or_else(|| param_error("slots", "no free slot"))?;
-        if let Err(e) = self.validate(&req.prompt, &req.params, req.max_tokens) {
+        let Some(slot) = self.active.iter().position(Option::is_none) else {
+            let e = param_error("slots", "no free slot");
             let _ = req.events.send(Event::Error(e.to_string()));
             return Err(e);
+        };
+        let events = req.events.clone();
+        let result = self.prefill(slot, req);
+        if let Err(e) = &result {
+            // This request alone fails: its client is told, its slot stays free.
+            let _ = events.send(Event::Error(e.to_string()));
+            self.active[slot] = None;
+            self.sampler.release(slot);
+            self.last_batch.clear();
         }
+        result
+    }
+
+    /// [`Engine::admit`]'s work in free slot `slot`.
+    fn prefill(&mut self, slot: usize, req: Request) -> Result<()> {
+        self.validate(&req.prompt, &req.params, req.max_tokens)?;
         self.sampler.admit(slot, &req.params, &req.prompt)?;
         self.cache.reset_slot(slot)?;
         let ids = Tensor::from_slice(&self.dev, &req.prompt, &[req.prompt.len()])?;
@@ -168,16 +190,33 @@ impl<'m> Engine<'m> {
         Ok(())
     }
 
-    /// One batched decode step for every active sequence. Returns how many ran.
+    /// One batched decode step for every active sequence. Returns how many ran. On an
+    /// error the sequences of this batch end with an error event and free their slots
+    /// (one batched step cannot tell whose input failed); queued requests still run.
     pub fn step(&mut self) -> Result<usize> {
         let slots: Vec<usize> = (0..self.active.len()).filter(|&i| self.active[i].is_some()).collect();
         if slots.is_empty() {
             return Ok(0);
         }
+        let result = self.step_batch(&slots);
+        if let Err(e) = &result {
+            for &s in &slots {
+                if let Some(a) = self.active[s].take() {
+                    let _ = a.events.send(Event::Error(format!("decode step failed: {e}")));
+                }
+                self.sampler.release(s);
+            }
+            self.last_batch.clear();
+        }
+        result
+    }
+
+    /// [`Engine::step`]'s work for the active `slots`.
+    fn step_batch(&mut self, slots: &[usize]) -> Result<usize> {
         let b = slots.len();
         // The input ids: the sampler's last output when it sampled exactly this batch,
         // else the host's copies of each sequence's last token (4 bytes each).
-        let ids = if slots == self.last_batch {
+        let ids = if slots == self.last_batch.as_slice() {
             self.sampler.tokens(b)?
         } else {
             let last: Vec<u32> = slots.iter().map(|&s| self.active[s].as_ref().expect("active").last).collect();
@@ -185,8 +224,8 @@ impl<'m> Engine<'m> {
             self.ids.narrow_rows(0, b)?
         };
         let mut rec = Recorder::new(&self.dev);
-        let logits = self.model.forward_batch(&mut rec, &ids, &mut self.cache, &slots)?; // [B, vocab]
-        self.sampler.record(&mut rec, &logits, &slots)?;
+        let logits = self.model.forward_batch(&mut rec, &ids, &mut self.cache, slots)?; // [B, vocab]
+        self.sampler.record(&mut rec, &logits, slots)?;
         rec.submit()?;
         let choices = self.sampler.read()?;
         for (&s, choice) in slots.iter().zip(choices) {
@@ -196,7 +235,7 @@ impl<'m> Engine<'m> {
                 self.sampler.release(s);
             }
         }
-        self.last_batch = slots;
+        self.last_batch = slots.to_vec();
         Ok(b)
     }
 }

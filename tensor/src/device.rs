@@ -146,6 +146,8 @@ struct DeviceInner {
     cache_bind_groups: bool,
     params_arenas: Mutex<Vec<wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost (wgpu's device-lost callback), once it is.
+    lost: Arc<Mutex<Option<String>>>,
     counters: Counters,
     use_subgroups: AtomicBool,
     use_f16: AtomicBool,
@@ -201,6 +203,11 @@ impl Device {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap().push(e.to_string());
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+        });
         let pool = BufferPool::new(device.clone());
         Ok(Device {
             inner: Arc::new(DeviceInner {
@@ -217,6 +224,7 @@ impl Device {
                 cache_bind_groups: !env_flag("KILN_NO_BIND_CACHE"),
                 params_arenas: Mutex::new(Vec::new()),
                 uncaptured,
+                lost,
                 counters: Counters::default(),
                 use_subgroups: AtomicBool::new(
                     features.contains(wgpu::Features::SUBGROUP) && !env_flag("KILN_NO_SUBGROUPS"),
@@ -224,6 +232,12 @@ impl Device {
                 use_f16: AtomicBool::new(features.contains(wgpu::Features::SHADER_F16) && !env_flag("KILN_NO_F16")),
             }),
         })
+    }
+
+    /// Why the device was lost (driver reset, removal, `destroy`), or `None` while it
+    /// works. Nothing recorded on a lost device runs; a server stops on it.
+    pub fn lost(&self) -> Option<String> {
+        self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn wgpu(&self) -> &wgpu::Device {

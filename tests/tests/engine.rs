@@ -170,3 +170,38 @@ fn bad_requests_are_refused_before_they_take_a_slot() {
         assert!(engine.has_free_slot());
     }
 }
+
+/// One hostile request (max_tokens 2⁶⁴−1, which used to wrap the length check round and
+/// then outgrow the KV cache, ending the engine for everyone) fails alone: its channel
+/// gets the error naming max_tokens, the sequence already running finishes, and the
+/// engine takes the next request into the freed slot.
+#[test]
+fn a_hostile_request_fails_alone() {
+    let dev = test_device();
+    let (model, _) = tiny_model(&dev, "qwen2-tiny-tied-f32");
+    let mut engine = Engine::new(&dev, &model, 2, 32).unwrap();
+    let request = |prompt: Vec<u32>, max_tokens: usize| {
+        let (tx, rx) = channel();
+        (Request { prompt, params: SamplingParams::greedy(), max_tokens, eos_ids: vec![], events: tx }, rx)
+    };
+    let (a, rx_a) = request(vec![5, 6, 7], 6);
+    engine.admit(a).unwrap();
+    engine.step().unwrap();
+
+    let (hostile, rx_hostile) = request(vec![8, 9], usize::MAX);
+    let err = engine.admit(hostile).expect_err("max_tokens 2^64-1 must be refused");
+    assert!(err.to_string().contains("max_tokens"), "{err}");
+    match rx_hostile.try_recv() {
+        Ok(Event::Error(message)) => assert!(message.contains("max_tokens"), "{message}"),
+        other => panic!("the hostile request's client must get an error event, got {other:?}"),
+    }
+    assert_eq!(engine.active(), 1, "only the running sequence holds a slot");
+
+    let (c, rx_c) = request(vec![8, 9], 4);
+    engine.admit(c).unwrap();
+    while engine.step().unwrap() > 0 {}
+    let (tokens_a, done_a) = collect_choices(&rx_a);
+    let (tokens_c, done_c) = collect_choices(&rx_c);
+    assert_eq!((tokens_a.len(), done_a.map(|d| d.0)), (6, Some(FinishReason::Length)));
+    assert_eq!((tokens_c.len(), done_c.map(|d| d.0)), (4, Some(FinishReason::Length)));
+}

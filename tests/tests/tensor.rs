@@ -144,3 +144,16 @@ fn pipelines_are_cached_by_module_entry_and_overrides() {
     let err = dev.pipeline("matvec", MATVEC, "no_such_entry", &[("W_DTYPE", 1.0)]).unwrap_err().to_string();
     assert!(err.contains("matvec::no_such_entry:W_DTYPE=1"), "{err}");
 }
+
+/// A lost device says so (`kiln serve` stops on it rather than failing request after
+/// request): `destroy` loses it on purpose.
+#[test]
+fn a_lost_device_reports_why() {
+    let dev = kiln_kernels::testing::test_device();
+    assert_eq!(dev.lost(), None);
+    dev.wgpu().destroy();
+    // wgpu loses a destroyed device once its queue is idle, when next polled.
+    let _ = dev.sync();
+    let why = dev.lost().expect("the device-lost callback ran");
+    assert!(why.contains("Destroyed"), "{why}");
+}

@@ -3,7 +3,7 @@
 
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, TrySendError};
+use std::sync::mpsc::{channel, Receiver, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_model::gguf::chat::ChatMessage;
@@ -131,23 +131,46 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
     }
 
     let id = format!("{}-{}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, shared.next_id());
-    let created = now();
-    let mut out = Output { shared, endpoint, id, created, text: String::new(), logprobs: Vec::new() };
+    let mut out = Output { shared, endpoint, id, created: now(), text: String::new(), logprobs: Vec::new() };
+    if !gen.stream {
+        return respond(stream, &mut out, &gen, rx, &mut stops, prompt_tokens);
+    }
+    http::start_events(stream).map_err(|_| ApiError::bad("client gone", None))?;
+    if let Err(e) = respond(stream, &mut out, &gen, rx, &mut stops, prompt_tokens) {
+        // The 200 and its headers are sent: the error goes as a last event, then [DONE].
+        let _ = http::write_event(stream, &e.body().to_string());
+        let _ = http::write_event(stream, "[DONE]");
+    }
+    Ok(())
+}
+
+/// An engine-side failure of one request (its sampling or decoding), as a 500.
+fn server_error(message: impl Into<String>) -> ApiError {
+    ApiError { status: 500, message: message.into(), param: None }
+}
+
+/// Collect or stream the request's tokens as the engine sends them, then the finish.
+fn respond(
+    stream: &mut TcpStream,
+    out: &mut Output,
+    gen: &Generation,
+    rx: Receiver<Event>,
+    stops: &mut StopStrings,
+    prompt_tokens: usize,
+) -> Result<(), ApiError> {
+    let shared = out.shared;
     let mut decoder = shared.tokenizer.stream(true);
-    if gen.stream {
-        http::start_events(stream).map_err(|_| ApiError::bad("client gone", None))?;
-        if endpoint == Endpoint::Chat && out.event(stream, Some(""), None, None).is_err() {
-            return Ok(());
-        }
+    if gen.stream && out.endpoint == Endpoint::Chat && out.event(stream, Some(""), None, None).is_err() {
+        return Ok(());
     }
     let mut completion_tokens = 0;
-    let mut finish = FinishReason::Length;
+    let mut finish = None;
     let mut stopped_by_string = false;
     for event in rx.iter() {
         match event {
             Event::Token(t) => {
                 completion_tokens += 1;
-                let piece = decoder.push(t.id).map_err(|e| ApiError::bad(e.to_string(), None))?;
+                let piece = decoder.push(t.id).map_err(|e| server_error(e.to_string()))?;
                 let (shown, stopped) = stops.push(&piece);
                 let lp = gen.params.logprobs.is_some().then(|| out.logprob_entry(&t));
                 if gen.stream {
@@ -164,17 +187,22 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
                 }
             }
             Event::Done { reason, .. } => {
-                finish = reason;
+                finish = Some(reason);
                 break;
             }
-            Event::Error(message) => return Err(ApiError::bad(message, None)),
+            Event::Error(message) => return Err(server_error(message)),
         }
     }
     drop(rx);
     if stopped_by_string {
-        finish = FinishReason::Stop;
+        finish = Some(FinishReason::Stop);
     } else {
-        let tail = decoder.finish().map_err(|e| ApiError::bad(e.to_string(), None))?;
+        // The engine drops a request's channel only after Done or Error (or when it fails
+        // or stops): without Done the request did not finish.
+        if finish.is_none() {
+            return Err(server_error("the engine stopped before finishing this request"));
+        }
+        let tail = decoder.finish().map_err(|e| server_error(e.to_string()))?;
         let (shown, _) = stops.push(&tail);
         let rest = shown + &stops.finish();
         if gen.stream {
@@ -186,20 +214,20 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
         }
     }
     let reason = match finish {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
+        Some(FinishReason::Stop) => "stop",
+        _ => "length",
     };
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     if gen.stream {
         let _ = out.event(stream, None, None, Some(reason));
         if gen.include_usage {
-            let _ = http::write_event(stream, &json!({"id": out.id, "object": out.chunk_object(), "created": created, "model": shared.model_id, "choices": [], "usage": usage}).to_string());
+            let _ = http::write_event(stream, &json!({"id": out.id, "object": out.chunk_object(), "created": out.created, "model": shared.model_id, "choices": [], "usage": usage}).to_string());
         }
         let _ = http::write_event(stream, "[DONE]");
         return Ok(());
     }
-    let choice = match endpoint {
-        Endpoint::Completion => json!({"index": 0, "text": out.text, "logprobs": out.completion_logprobs(&gen), "finish_reason": reason}),
+    let choice = match out.endpoint {
+        Endpoint::Completion => json!({"index": 0, "text": out.text, "logprobs": out.completion_logprobs(gen), "finish_reason": reason}),
         Endpoint::Chat => json!({
             "index": 0,
             "message": {"role": "assistant", "content": out.text},
@@ -207,8 +235,8 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
             "finish_reason": reason,
         }),
     };
-    let object = if endpoint == Endpoint::Chat { "chat.completion" } else { "text_completion" };
-    reply(stream, json!({"id": out.id, "object": object, "created": created, "model": shared.model_id, "choices": [choice], "usage": usage}))
+    let object = if out.endpoint == Endpoint::Chat { "chat.completion" } else { "text_completion" };
+    reply(stream, json!({"id": out.id, "object": object, "created": out.created, "model": shared.model_id, "choices": [choice], "usage": usage}))
 }
 
 /// The completions API's `{token: logprob}` map of a chat-style entry's alternatives.

@@ -191,11 +191,25 @@ fn serve_engine(mut engine: Engine, requests: Receiver<Request>, shared: &Shared
             let Some(request) = next else { break };
             // A refused request has already been told why through its channel.
             if let Err(e) = engine.admit(request) {
+                if let Some(why) = engine.device().lost() {
+                    bail!("the GPU device was lost ({why}); last request: {e}");
+                }
                 eprintln!("kiln serve: request refused: {e}");
             }
         }
         shared.active.store(engine.active(), Ordering::SeqCst);
-        let ran = engine.step()?;
+        // A failed step ends the sequences of that batch (each told why); the server goes
+        // on, unless the GPU itself is gone.
+        let ran = match engine.step() {
+            Ok(ran) => ran,
+            Err(e) => {
+                if let Some(why) = engine.device().lost() {
+                    bail!("the GPU device was lost ({why}); last step: {e}");
+                }
+                eprintln!("kiln serve: a decode step failed, its requests were ended: {e}");
+                0
+            }
+        };
         shared.active.store(engine.active(), Ordering::SeqCst);
         if ran == 0 && shared.shutting_down.load(Ordering::SeqCst) {
             // Nothing running: finish what is still queued, then stop.
