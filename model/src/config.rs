@@ -24,6 +24,10 @@ pub enum Arch {
     Qwen2,
     /// `LlamaForCausalLM` / `llama`: Qwen2 without the q/k/v bias (unless `attention_bias`).
     Llama,
+    /// `Qwen3ForCausalLM` / `qwen3`: Llama's layout plus an RMSNorm over each head of q and
+    /// of k before RoPE (`q_norm`, `k_norm`), `head_dim` set apart from hidden / heads, no
+    /// q/k/v bias (unless `attention_bias`).
+    Qwen3,
 }
 
 impl Arch {
@@ -33,6 +37,7 @@ impl Arch {
             Arch::Gpt2 => "gpt2",
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
+            Arch::Qwen3 => "qwen3",
         }
     }
 
@@ -42,13 +47,19 @@ impl Arch {
             "GPT2LMHeadModel" | "GPT2Model" | "gpt2" => Some(Arch::Gpt2),
             "Qwen2ForCausalLM" | "Qwen2Model" | "qwen2" => Some(Arch::Qwen2),
             "LlamaForCausalLM" | "LlamaModel" | "llama" => Some(Arch::Llama),
+            "Qwen3ForCausalLM" | "Qwen3Model" | "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
 
-    /// Qwen2 and Llama share one forward pass.
+    /// Qwen2, Llama and Qwen3 share one forward pass.
     pub fn is_llama_like(self) -> bool {
-        matches!(self, Arch::Qwen2 | Arch::Llama)
+        matches!(self, Arch::Qwen2 | Arch::Llama | Arch::Qwen3)
+    }
+
+    /// RMSNorm over each head of q and k before RoPE (Qwen3's `q_norm` / `k_norm`).
+    pub fn has_qk_norm(self) -> bool {
+        self == Arch::Qwen3
     }
 }
 
@@ -417,7 +428,7 @@ impl ModelConfig {
                     path: path.to_path_buf(),
                 }
             }
-            Arch::Qwen2 | Arch::Llama => {
+            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => {
                 let hidden = f.positive(&["hidden_size"])?;
                 let n_heads = f.positive(&["num_attention_heads"])?;
                 let n_kv_heads = f.positive_opt("num_key_value_heads")?.unwrap_or(n_heads);

@@ -34,7 +34,7 @@ pub const LM_HEAD: &str = "lm_head.weight";
 pub fn embedding_name(arch: Arch) -> &'static str {
     match arch {
         Arch::Gpt2 => "transformer.wte.weight",
-        Arch::Qwen2 | Arch::Llama => "model.embed_tokens.weight",
+        Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => "model.embed_tokens.weight",
     }
 }
 
@@ -66,7 +66,7 @@ pub fn expected_weights(cfg: &ModelConfig) -> Vec<WeightSpec> {
             out.push(spec("transformer.ln_f.weight".into(), &[h]));
             out.push(spec("transformer.ln_f.bias".into(), &[h]));
         }
-        Arch::Qwen2 | Arch::Llama => {
+        Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => {
             let q = cfg.q_dim();
             let kv = cfg.kv_dim();
             out.push(spec("model.embed_tokens.weight".into(), &[v, h]));
@@ -78,6 +78,10 @@ pub fn expected_weights(cfg: &ModelConfig) -> Vec<WeightSpec> {
                     if cfg.qkv_bias {
                         out.push(spec(format!("{p}.self_attn.{proj}.bias"), &[rows]));
                     }
+                }
+                if cfg.arch.has_qk_norm() {
+                    out.push(spec(format!("{p}.self_attn.q_norm.weight"), &[cfg.head_dim]));
+                    out.push(spec(format!("{p}.self_attn.k_norm.weight"), &[cfg.head_dim]));
                 }
                 out.push(spec(format!("{p}.self_attn.o_proj.weight"), &[h, q]));
                 if cfg.o_bias {

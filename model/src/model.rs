@@ -27,7 +27,7 @@ impl Model {
         let tied = dir.lm_head_tied();
         Ok(match dir.config.arch {
             Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &dir.config, &dir.weights, tied)?),
-            Arch::Qwen2 | Arch::Llama => Model::Qwen2(Qwen2::load(dev, &dir.config, &dir.weights, tied)?),
+            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => Model::Qwen2(Qwen2::load(dev, &dir.config, &dir.weights, tied)?),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Qwen2 and Llama (Llama = Qwen2 without the QKV bias): pre-norm decoder with RMSNorm,
-//! rotary position embeddings, grouped-query attention over a KV cache and a SwiGLU
-//! MLP. Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py`.
+//! Qwen2, Llama and Qwen3 (Llama = Qwen2 without the QKV bias; Qwen3 = Llama with an
+//! RMSNorm over each head of q and k before RoPE): pre-norm decoder with RMSNorm, rotary
+//! position embeddings, grouped-query attention over a KV cache and a SwiGLU MLP.
+//! Mirrors transformers' `modeling_qwen2.py` / `modeling_llama.py` / `modeling_qwen3.py`.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,8 @@ pub struct Qwen2Layer {
     input_norm: RmsNorm,
     /// q_proj, k_proj, v_proj stacked by weight type (`fused::Stacked`).
     qkv: Stacked,
+    /// Qwen3: RMSNorm over each head's `head_dim` values of q and of k (weights `[head_dim]`).
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     o_proj: Linear,
     post_attention_norm: RmsNorm,
     /// gate_proj and up_proj stacked, SwiGLU in the epilogue.
@@ -59,11 +62,16 @@ impl Qwen2 {
                 linear(w, dev, &format!("{p}.self_attn.k_proj"), [kv, h], c.qkv_bias)?,
                 linear(w, dev, &format!("{p}.self_attn.v_proj"), [kv, h], c.qkv_bias)?,
             ];
+            let head_norm = |name: &str| -> Result<RmsNorm> {
+                Ok(RmsNorm { weight: w.vector_f32(dev, &format!("{p}.self_attn.{name}.weight"), c.head_dim)?, eps })
+            };
+            let qk_norm = if c.arch.has_qk_norm() { Some((head_norm("q_norm")?, head_norm("k_norm")?)) } else { None };
             let gate = linear(w, dev, &format!("{p}.mlp.gate_proj"), [inter, h], c.mlp_bias)?;
             let up = linear(w, dev, &format!("{p}.mlp.up_proj"), [inter, h], c.mlp_bias)?;
             layers.push(Qwen2Layer {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
                 qkv: Stacked::new(dev, qkv)?,
+                qk_norm,
                 o_proj: linear(w, dev, &format!("{p}.self_attn.o_proj"), [h, q], c.o_bias)?,
                 post_attention_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
                 gate_up: GateUp::new(dev, gate, up)?,
@@ -123,6 +131,7 @@ impl Qwen2 {
                     + l.qkv.bytes()
                     + l.gate_up.bytes()
                     + l.input_norm.weight.byte_len()
+                    + l.qk_norm.as_ref().map_or(0, |(q, k)| q.weight.byte_len() + k.weight.byte_len())
                     + l.post_attention_norm.weight.byte_len()
             })
             .sum();
@@ -154,8 +163,16 @@ impl Qwen2 {
             // Self-attention block: q, k, v = proj(input_norm(h)) (one matvec per weight
             // type in decode, the norm folded in), [seq, heads, head_dim] each.
             let qkv = layer.qkv.forward(rec, &h, NormRef::Rms(&layer.input_norm))?;
-            let q = qkv[0].reshape(&[seq, nh, hd])?;
-            let k = qkv[1].reshape(&[seq, nkv, hd])?;
+            let (q, k) = match &layer.qk_norm {
+                // Qwen3: q = q_norm(q), k = k_norm(k) over each head's head_dim values.
+                Some((q_norm, k_norm)) => (
+                    q_norm.forward(rec, &qkv[0].reshape(&[seq * nh, hd])?)?,
+                    k_norm.forward(rec, &qkv[1].reshape(&[seq * nkv, hd])?)?,
+                ),
+                None => (qkv[0].clone(), qkv[1].clone()),
+            };
+            let q = q.reshape(&[seq, nh, hd])?;
+            let k = k.reshape(&[seq, nkv, hd])?;
             let v = qkv[2].reshape(&[seq, nkv, hd])?;
             // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
             let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&rope))?;

@@ -28,7 +28,7 @@ use crate::source::WeightSource;
 use crate::{ModelError, Result};
 
 /// The architectures `--synthetic` knows.
-pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "gpt2"];
+pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "qwen3-0.6b", "gpt2"];
 
 /// Weight types of a synthetic model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub fn synthetic_config(name: &str) -> Result<ModelConfig> {
     match name {
         "qwen2.5-0.5b" => Ok(base(Arch::Qwen2, 151936, 896, 24, 14, 2, 4864, 32768, 1e6, true)),
         "smollm2-135m" => Ok(base(Arch::Llama, 49152, 576, 30, 9, 3, 1536, 8192, 1e5, false)),
+        // Qwen3-0.6B: head_dim 128, not hidden / heads = 64.
+        "qwen3-0.6b" => Ok(ModelConfig { head_dim: 128, ..base(Arch::Qwen3, 151936, 1024, 28, 16, 8, 3072, 40960, 1e6, false) }),
         "gpt2" => Ok(ModelConfig {
             norm_eps: 1e-5,
             hidden_act: "gelu_new".into(),
@@ -267,7 +269,7 @@ fn ggml_type_id(dtype: DType) -> u32 {
 /// BPE vocabulary of the model's size (the 256 byte symbols, then placeholder tokens; no
 /// merges), which both kiln and llama.cpp load.
 fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
-    let arch = if c.arch == Arch::Qwen2 { "qwen2" } else { "llama" };
+    let arch = c.arch.name();
     let u32v = |v: usize| GgufValue::U32(v as u32);
     let key = |k: &str| format!("{arch}.{k}");
     let mut tokens: Vec<String> = crate::tokenizer::bytes_to_unicode().into_iter().map(|(_, ch)| ch.to_string()).collect();
@@ -281,6 +283,8 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
         (key("feed_forward_length"), u32v(c.intermediate_size)),
         (key("attention.head_count"), u32v(c.n_heads)),
         (key("attention.head_count_kv"), u32v(c.n_kv_heads)),
+        (key("attention.key_length"), u32v(c.head_dim)),
+        (key("attention.value_length"), u32v(c.head_dim)),
         (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
         (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.norm_eps as f32)),
         ("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into())),
@@ -296,14 +300,14 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
 /// Write synthetic model `name` (weights of `types`) to `path` as a GGUF file: the shapes,
 /// weight types and kind of seeded values `load_synthetic` builds (matrices in GGUF's
 /// block layout), with metadata and a placeholder vocabulary that kiln and llama.cpp both
-/// load — so both engines can run the very same file. Qwen2 and Llama architectures only (kiln
+/// load — so both engines can run the very same file. Qwen2, Qwen3 and Llama architectures only (kiln
 /// reads no GPT-2 GGUF yet). Returns the bytes written.
 pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Result<u64> {
     let (config, weights) = synthetic_parts(name, types)?;
     if config.arch == Arch::Gpt2 {
         return Err(ModelError::Param {
             name: "write-gguf".into(),
-            detail: format!("{name}: kiln reads no GPT-2 GGUF yet; write qwen2.5-0.5b or smollm2-135m"),
+            detail: format!("{name}: kiln reads no GPT-2 GGUF yet; write qwen2.5-0.5b, smollm2-135m or qwen3-0.6b"),
         });
     }
     enum Kind {

@@ -1,4 +1,4 @@
-//! GPT-2, Qwen2 and Llama vs Hugging Face transformers, on the tiny seeded checkpoints
+//! GPT-2, Qwen2, Llama and Qwen3 vs Hugging Face transformers, on the tiny seeded checkpoints
 //! in tests/fixtures/models (made by tests/fixtures/make_goldens.py):
 //! - prompt ids equal transformers' tokenizer,
 //! - logits at every prompt position within `tolerance::MODEL_LOGITS_*` with an f32 KV
@@ -141,6 +141,12 @@ fn qwen2_f16_matches_transformers() {
 #[test]
 fn llama_f32_matches_transformers() {
     check_model("llama-tiny-f32");
+}
+
+#[test]
+fn qwen3_f32_matches_transformers() {
+    // q_norm/k_norm over each head before RoPE, head_dim 32 apart from hidden / heads = 16.
+    check_model("qwen3-tiny-f32");
 }
 
 #[test]

@@ -25,15 +25,15 @@ pub struct ModelBenchArgs {
     #[arg(short = 'm', long = "model", conflicts_with = "synthetic", required_unless_present = "synthetic")]
     model: Option<std::path::PathBuf>,
     /// Random weights with a real model's shapes and types, built in memory:
-    /// qwen2.5-0.5b, smollm2-135m or gpt2.
+    /// qwen2.5-0.5b, smollm2-135m, qwen3-0.6b or gpt2.
     #[arg(long, value_name = "NAME")]
     synthetic: Option<String>,
     /// Weight types of --synthetic: f16, q8_0 or q4_k (llama.cpp's Q4_K_M mix).
     #[arg(long, default_value = "q4_k")]
     dtype: String,
     /// Write the --synthetic model to this GGUF file and exit (llama.cpp's llama-bench and
-    /// `kiln bench model -m FILE` then run the very same weights). qwen2.5-0.5b and
-    /// smollm2-135m.
+    /// `kiln bench model -m FILE` then run the very same weights). qwen2.5-0.5b,
+    /// smollm2-135m and qwen3-0.6b.
     #[arg(long, value_name = "FILE", requires = "synthetic")]
     write_gguf: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 512)]

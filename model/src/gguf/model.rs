@@ -35,6 +35,8 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
         "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "post_attention_layernorm" => "ffn_norm",
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
@@ -54,10 +56,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     let arch = match arch_name.as_str() {
         "qwen2" => Arch::Qwen2,
         "llama" => Arch::Llama,
+        "qwen3" => Arch::Qwen3,
         _ => {
             return Err(ModelError::UnknownArchitecture {
                 path: file.path().to_path_buf(),
-                value: format!("{arch_name:?} (general.architecture); kiln runs qwen2 and llama GGUF files"),
+                value: format!("{arch_name:?} (general.architecture); kiln runs qwen2, qwen3 and llama GGUF files"),
             })
         }
     };
