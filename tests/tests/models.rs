@@ -149,6 +149,39 @@ fn qwen3_f32_matches_transformers() {
     check_model("qwen3-tiny-f32");
 }
 
+/// The tiny Qwen3 written as a GGUF file (llama.cpp's names and keys, F32 tensors, the
+/// tokenizer as tokenizer.ggml.*; tests/fixtures/make_tiny_gguf.py) against transformers
+/// reading that file back with `gguf_file=`: the file's own tokenizer gives the same ids,
+/// all-position logits within the same tolerances, greedy ids exact, with both caches.
+#[test]
+fn qwen3_gguf_matches_transformers() {
+    let dev = test_device();
+    let g = golden("qwen3-tiny-f32.gguf");
+    let file = kiln_model::gguf::GgufFile::open(fixtures().join("models/qwen3-tiny-f32.gguf")).unwrap();
+    let tokenizer = kiln_model::gguf::tokenizer::from_gguf(&file).unwrap();
+    let mut model = Model::load_gguf(&dev, &file).unwrap();
+    assert_eq!(model.config().arch, kiln_model::Arch::Qwen3);
+    assert_eq!(model.config().head_dim, 32);
+    for (kv, tol) in [(KvDtype::F32, tolerance::MODEL_LOGITS_F32), (KvDtype::F16, tolerance::MODEL_LOGITS_F16_KV)] {
+        model.set_kv_dtype(kv);
+        for case in g["cases"].as_array().unwrap() {
+            let case_name = format!("qwen3 GGUF/{}, {kv} KV cache", case["name"].as_str().unwrap());
+            let prompt = ids(&case["prompt_ids"]);
+            assert_eq!(tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt, "{case_name}: prompt ids");
+            let got = all_logits(&dev, &model, &prompt);
+            match tolerance::compare(&format!("{case_name}: logits"), &got, &reference_logits(case), tol) {
+                Ok(r) => eprintln!("{case_name}: all-position logits {r}"),
+                Err(msg) => panic!("{msg}"),
+            }
+            let greedy = &case["greedy"];
+            let opts = GenerateOptions::greedy(greedy["max_new_tokens"].as_u64().unwrap() as usize, vec![]);
+            let (out, _) = generate(&dev, &model, &prompt, &opts, |_| Ok(Flow::Continue)).unwrap();
+            let out: Vec<u32> = out.iter().map(|t| t.id).collect();
+            assert_eq!(out, ids(&greedy["new_ids"]), "{case_name}: greedy ids");
+        }
+    }
+}
+
 #[test]
 fn tokenizers_match_transformers_and_round_trip() {
     for (golden_name, model) in [("tokenizer_gpt2", "gpt2-tiny-f32"), ("tokenizer_qwen2", "qwen2-tiny-tied-f32")] {
