@@ -62,8 +62,8 @@ fn unknown_synthetic_models_and_types_are_clear_errors() {
 }
 
 /// `--write-gguf` writes a synthetic model as a GGUF file that kiln loads back (the same
-/// shapes, types and decode step), for llama.cpp's llama-bench to run beside it; GPT-2,
-/// which kiln reads no GGUF of, is refused by name.
+/// shapes, types and decode step), for llama.cpp's llama-bench to run beside it; SmolLM2
+/// and GPT-2.
 #[test]
 fn write_gguf_gives_a_file_kiln_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,11 +89,16 @@ fn write_gguf_gives_a_file_kiln_runs() {
     let mib = v["decode_weight_bytes_per_token"].as_f64().unwrap() / (1 << 20) as f64;
     assert!((80.0..130.0).contains(&mib), "{mib} MiB");
 
+    // GPT-2 too: llama.cpp's gpt2 layout (Conv1D weights transposed), which kiln reads back.
+    let gpt2 = dir.path().join("gpt2.gguf");
+    let out = kiln().args(["bench", "model", "--synthetic", "gpt2", "--write-gguf"]).arg(&gpt2).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = kiln()
-        .args(["bench", "model", "--synthetic", "gpt2", "--write-gguf"])
-        .arg(dir.path().join("gpt2.gguf"))
+        .args(["bench", "model", "--prompt-tokens", "2", "--decode-tokens", "2", "--json", "-m"])
+        .arg(&gpt2)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no GPT-2 GGUF"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dispatches_per_layer"], 6.0, "{v}");
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`ModelDir`]: a Hugging Face model directory (`config.json`, `generation_config.json`,
 //!   `model.safetensors` or a sharded index, `tokenizer.json`), opened and validated.
-//! - [`ModelConfig`]: one config for GPT-2, Qwen2 and Llama.
+//! - [`ModelConfig`]: one config for GPT-2, Qwen2, Llama and Qwen3.
 //! - [`WeightStore`]: memory-mapped safetensors, uploaded to [`kiln_tensor::Tensor`]s by name.
 //! - [`Tokenizer`]: `tokenizer.json` via the `tokenizers` crate, with streaming decode.
 //! - [`layout`]: the tensors (names, shapes) each family needs.

@@ -31,13 +31,17 @@ impl Model {
         })
     }
 
-    /// Upload a GGUF file's weights (Qwen2 or Llama), block types kept quantized.
+    /// Upload a GGUF file's weights (GPT-2, Qwen2, Qwen3 or Llama), block types kept
+    /// quantized.
     pub fn load_gguf(dev: &Device, file: &crate::gguf::GgufFile) -> Result<Model> {
         let config = crate::gguf::model::config_from_gguf(file)?;
         check_supported(&config)?;
         let source = crate::gguf::model::GgufSource::new(file, &config);
         let tied = config.tie_word_embeddings;
-        Ok(Model::Qwen2(Qwen2::load(dev, &config, &source, tied)?))
+        Ok(match config.arch {
+            Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &config, &source, tied)?),
+            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => Model::Qwen2(Qwen2::load(dev, &config, &source, tied)?),
+        })
     }
 
     /// Bytes of weights resident on the GPU (shared tied tensors counted once).

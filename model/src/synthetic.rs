@@ -274,7 +274,7 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
     let key = |k: &str| format!("{arch}.{k}");
     let mut tokens: Vec<String> = crate::tokenizer::bytes_to_unicode().into_iter().map(|(_, ch)| ch.to_string()).collect();
     tokens.extend((tokens.len()..c.vocab_size).map(|i| format!("<|synthetic_{i}|>")));
-    vec![
+    let mut kvs: Vec<(String, GgufValue)> = vec![
         ("general.architecture".into(), GgufValue::String(arch.into())),
         ("general.name".into(), GgufValue::String(format!("kiln synthetic {name}"))),
         (key("context_length"), u32v(c.max_position_embeddings)),
@@ -282,11 +282,19 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
         (key("block_count"), u32v(c.n_layers)),
         (key("feed_forward_length"), u32v(c.intermediate_size)),
         (key("attention.head_count"), u32v(c.n_heads)),
-        (key("attention.head_count_kv"), u32v(c.n_kv_heads)),
-        (key("attention.key_length"), u32v(c.head_dim)),
-        (key("attention.value_length"), u32v(c.head_dim)),
-        (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
-        (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.norm_eps as f32)),
+    ];
+    if c.arch == Arch::Gpt2 {
+        kvs.push((key("attention.layer_norm_epsilon"), GgufValue::F32(c.norm_eps as f32)));
+    } else {
+        kvs.extend([
+            (key("attention.head_count_kv"), u32v(c.n_kv_heads)),
+            (key("attention.key_length"), u32v(c.head_dim)),
+            (key("attention.value_length"), u32v(c.head_dim)),
+            (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
+            (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.norm_eps as f32)),
+        ]);
+    }
+    kvs.extend([
         ("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), GgufValue::String("default".into())),
         ("tokenizer.ggml.token_type".into(), GgufValue::Array(GgufArray::I32(vec![1; tokens.len()]))),
@@ -294,22 +302,18 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
         ("tokenizer.ggml.merges".into(), GgufValue::Array(GgufArray::String(vec![]))),
         ("tokenizer.ggml.eos_token_id".into(), u32v(c.vocab_size - 1)),
         ("tokenizer.ggml.add_bos_token".into(), GgufValue::Bool(false)),
-    ]
+    ]);
+    kvs
 }
 
 /// Write synthetic model `name` (weights of `types`) to `path` as a GGUF file: the shapes,
 /// weight types and kind of seeded values `load_synthetic` builds (matrices in GGUF's
 /// block layout), with metadata and a placeholder vocabulary that kiln and llama.cpp both
-/// load — so both engines can run the very same file. Qwen2, Qwen3 and Llama architectures only (kiln
-/// reads no GPT-2 GGUF yet). Returns the bytes written.
+/// load — so both engines can run the very same file. GPT-2's Conv1D weights are written
+/// as llama.cpp's converter writes them, transposed to `[out, in]`. Returns the bytes
+/// written.
 pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Result<u64> {
     let (config, weights) = synthetic_parts(name, types)?;
-    if config.arch == Arch::Gpt2 {
-        return Err(ModelError::Param {
-            name: "write-gguf".into(),
-            detail: format!("{name}: kiln reads no GPT-2 GGUF yet; write qwen2.5-0.5b, smollm2-135m or qwen3-0.6b"),
-        });
-    }
     enum Kind {
         Matrix { hf: String, rows: usize, cols: usize, dtype: DType },
         Vector { hf: String, len: usize },
@@ -320,8 +324,17 @@ pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Resu
         if spec.name == crate::LM_HEAD && config.tie_word_embeddings {
             continue;
         }
-        let gname = gguf_name(&spec.name).expect("every Qwen2/Llama weight has a GGUF name");
+        let gname = gguf_name(&spec.name).expect("every weight of a known family has a GGUF name");
         match *spec.shape.as_slice() {
+            // A Conv1D weight [in, out] is the Linear weight [out, in] (`conv1d` of the source).
+            [n_in, n_out] if spec.conv1d => {
+                let (rows, cols) = (n_out, n_in);
+                let dtype = weights.dtype(&spec.name, cols);
+                let n = rows * cols;
+                let bytes = if dtype.is_quantized() { n / dtype.block_size() * dtype.gguf_block_bytes() } else { n * dtype.elem_bytes() } as u64;
+                entries.push(TensorEntry { name: gname, dims: vec![cols as u64, rows as u64], type_id: ggml_type_id(dtype), bytes });
+                kinds.push(Kind::Matrix { hf: spec.name.clone(), rows, cols, dtype });
+            }
             [rows, cols] => {
                 let dtype = weights.dtype(&spec.name, cols);
                 let n = rows * cols;

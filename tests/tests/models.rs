@@ -149,23 +149,21 @@ fn qwen3_f32_matches_transformers() {
     check_model("qwen3-tiny-f32");
 }
 
-/// The tiny Qwen3 written as a GGUF file (llama.cpp's names and keys, F32 tensors, the
+/// A tiny checkpoint written as a GGUF file (llama.cpp's names and keys, F32 tensors, the
 /// tokenizer as tokenizer.ggml.*; tests/fixtures/make_tiny_gguf.py) against transformers
 /// reading that file back with `gguf_file=`: the file's own tokenizer gives the same ids,
 /// all-position logits within the same tolerances, greedy ids exact, with both caches.
-#[test]
-fn qwen3_gguf_matches_transformers() {
+fn check_gguf(stem: &str, arch: kiln_model::Arch) {
     let dev = test_device();
-    let g = golden("qwen3-tiny-f32.gguf");
-    let file = kiln_model::gguf::GgufFile::open(fixtures().join("models/qwen3-tiny-f32.gguf")).unwrap();
+    let g = golden(&format!("{stem}.gguf"));
+    let file = kiln_model::gguf::GgufFile::open(fixtures().join(format!("models/{stem}.gguf"))).unwrap();
     let tokenizer = kiln_model::gguf::tokenizer::from_gguf(&file).unwrap();
     let mut model = Model::load_gguf(&dev, &file).unwrap();
-    assert_eq!(model.config().arch, kiln_model::Arch::Qwen3);
-    assert_eq!(model.config().head_dim, 32);
+    assert_eq!(model.config().arch, arch);
     for (kv, tol) in [(KvDtype::F32, tolerance::MODEL_LOGITS_F32), (KvDtype::F16, tolerance::MODEL_LOGITS_F16_KV)] {
         model.set_kv_dtype(kv);
         for case in g["cases"].as_array().unwrap() {
-            let case_name = format!("qwen3 GGUF/{}, {kv} KV cache", case["name"].as_str().unwrap());
+            let case_name = format!("{stem}.gguf/{}, {kv} KV cache", case["name"].as_str().unwrap());
             let prompt = ids(&case["prompt_ids"]);
             assert_eq!(tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt, "{case_name}: prompt ids");
             let got = all_logits(&dev, &model, &prompt);
@@ -180,6 +178,17 @@ fn qwen3_gguf_matches_transformers() {
             assert_eq!(out, ids(&greedy["new_ids"]), "{case_name}: greedy ids");
         }
     }
+}
+
+#[test]
+fn qwen3_gguf_matches_transformers() {
+    check_gguf("qwen3-tiny-f32", kiln_model::Arch::Qwen3);
+}
+
+#[test]
+fn gpt2_gguf_matches_transformers() {
+    // llama.cpp's gpt2 architecture: attn_qkv / ffn_up / ... with biases, position_embd.
+    check_gguf("gpt2-tiny-f32", kiln_model::Arch::Gpt2);
 }
 
 #[test]

@@ -32,8 +32,7 @@ pub struct ModelBenchArgs {
     #[arg(long, default_value = "q4_k")]
     dtype: String,
     /// Write the --synthetic model to this GGUF file and exit (llama.cpp's llama-bench and
-    /// `kiln bench model -m FILE` then run the very same weights). qwen2.5-0.5b,
-    /// smollm2-135m and qwen3-0.6b.
+    /// `kiln bench model -m FILE` then run the very same weights).
     #[arg(long, value_name = "FILE", requires = "synthetic")]
     write_gguf: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 512)]

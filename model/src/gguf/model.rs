@@ -1,4 +1,4 @@
-//! Qwen2 and Llama from a GGUF file: the config from `<arch>.*` metadata, and a
+//! GPT-2, Qwen2, Qwen3 and Llama from a GGUF file: the config from `<arch>.*` metadata, and a
 //! [`WeightSource`] that serves llama.cpp's tensor names under the Hugging Face names the
 //! model code asks for. Block-quantized tensors are repacked (not dequantized) for the
 //! GPU. llama.cpp's converter stores the Q and K rows of *llama* models permuted for its
@@ -17,7 +17,10 @@ use crate::{Arch, ModelConfig, ModelError, Result};
 /// llama.cpp's name for a Hugging Face tensor name (`None` when it has no counterpart).
 pub fn gguf_name(hf: &str) -> Option<String> {
     let simple = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.embed_tokens.weight" | "transformer.wte.weight" => Some("token_embd.weight"),
+        "transformer.wpe.weight" => Some("position_embd.weight"),
+        "transformer.ln_f.weight" => Some("output_norm.weight"),
+        "transformer.ln_f.bias" => Some("output_norm.bias"),
         "model.norm.weight" => Some("output_norm.weight"),
         "lm_head.weight" => Some("output.weight"),
         _ => None,
@@ -25,7 +28,7 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     if let Some(s) = simple {
         return Some(s.to_string());
     }
-    let rest = hf.strip_prefix("model.layers.")?;
+    let rest = hf.strip_prefix("model.layers.").or_else(|| hf.strip_prefix("transformer.h."))?;
     let (layer, field) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, kind) = field.rsplit_once('.')?; // kind: weight | bias
@@ -41,6 +44,13 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
+        // GPT-2 (convert_hf_to_gguf.py stores its Conv1D weights transposed, [out, in]).
+        "ln_1" => "attn_norm",
+        "attn.c_attn" => "attn_qkv",
+        "attn.c_proj" => "attn_output",
+        "ln_2" => "ffn_norm",
+        "mlp.c_fc" => "ffn_up",
+        "mlp.c_proj" => "ffn_down",
         _ => return None,
     };
     Some(format!("blk.{layer}.{gguf}.{kind}"))
@@ -57,10 +67,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         "qwen2" => Arch::Qwen2,
         "llama" => Arch::Llama,
         "qwen3" => Arch::Qwen3,
+        "gpt2" => Arch::Gpt2,
         _ => {
             return Err(ModelError::UnknownArchitecture {
                 path: file.path().to_path_buf(),
-                value: format!("{arch_name:?} (general.architecture); kiln runs qwen2, qwen3 and llama GGUF files"),
+                value: format!("{arch_name:?} (general.architecture); kiln runs gpt2, qwen2, qwen3 and llama GGUF files"),
             })
         }
     };
@@ -121,14 +132,17 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         head_dim,
         intermediate_size: file.get_usize(&key("feed_forward_length"))?,
         max_position_embeddings: file.get_usize(&key("context_length"))?,
-        norm_eps: file.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
+        norm_eps: match arch {
+            Arch::Gpt2 => file.get_f64(&key("attention.layer_norm_epsilon"))?,
+            _ => file.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
+        },
         rope_theta: file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
         rope_scaling,
         tie_word_embeddings: file.tensor("output.weight").is_none(),
-        qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
+        qkv_bias: file.tensor("blk.0.attn_q.bias").is_some() || file.tensor("blk.0.attn_qkv.bias").is_some(),
         o_bias: file.tensor("blk.0.attn_output.bias").is_some(),
         mlp_bias: file.tensor("blk.0.ffn_up.bias").is_some(),
-        hidden_act: "silu".into(),
+        hidden_act: if arch == Arch::Gpt2 { "gelu_new" } else { "silu" }.into(),
         sliding_window: None,
         bos_token_id: file.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids: eos,
