@@ -20,4 +20,10 @@ fi
 export KILN_REQUIRE_MODELS=1
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2
+# The library's examples (kiln/examples), built with the same features as the tests and
+# run on the tiny checkpoints; custom_kernel checks its kernel against its CPU twin.
+cargo build --workspace --release --examples
+./target/release/examples/generate tests/fixtures/models/qwen2-tiny-tied-f32 "Hello"
+./target/release/examples/score tests/fixtures/models/gpt2-tiny-f32
+./target/release/examples/custom_kernel
 cargo bench --workspace --no-run

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kiln_model::gguf::chat::{render_chat, ChatMessage};
-use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
-use kiln_model::gguf::GgufFile;
-use kiln_model::{KvDtype, Model, ModelDir, Tokenizer};
+use kiln_model::gguf::chat::ChatMessage;
+use kiln_model::{KvDtype, Model, Tokenizer};
 use kiln_tensor::Device;
 
 #[derive(Args, Clone)]
@@ -77,28 +75,6 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// The chat template of a Hugging Face directory: chat_template.jinja, else the
-/// `chat_template` string of tokenizer_config.json.
-fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
-    let jinja = dir.join("chat_template.jinja");
-    if jinja.exists() {
-        return Ok(Some(std::fs::read_to_string(&jinja).with_context(|| format!("reading {}", jinja.display()))?));
-    }
-    let cfg = dir.join("tokenizer_config.json");
-    if cfg.exists() {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg)?)
-            .with_context(|| format!("{} is not valid JSON", cfg.display()))?;
-        if let Some(t) = v.get("chat_template").and_then(|t| t.as_str()) {
-            return Ok(Some(t.to_string()));
-        }
-    }
-    Ok(None)
-}
-
-fn token_string(tok: &Tokenizer, id: Option<u32>) -> String {
-    id.and_then(|id| tok.id_to_token(id)).unwrap_or_default()
-}
-
 /// A model with its tokenizer, end-of-sequence ids and chat template, before any prompt.
 pub struct ModelParts {
     pub model: Model,
@@ -118,7 +94,8 @@ impl ModelParts {
     }
 }
 
-/// Render `messages` with `template` (generation prompt added) and tokenize the result.
+/// Render `messages` with `template` (generation prompt added) and tokenize the result
+/// (`kiln::chat_ids`).
 pub fn chat_ids(
     tok: &Tokenizer,
     template: &str,
@@ -126,9 +103,7 @@ pub fn chat_ids(
     eos_ids: &[u32],
     messages: &[ChatMessage],
 ) -> Result<(Vec<u32>, String)> {
-    let eos = token_string(tok, eos_ids.first().copied());
-    let rendered = render_chat(template, messages, true, &token_string(tok, bos), &eos)?;
-    Ok((tok.encode_with_special(&rendered, false)?, rendered))
+    Ok(kiln::chat_ids(tok, template, bos, eos_ids, messages)?)
 }
 
 /// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
@@ -140,25 +115,9 @@ pub fn load_parts(dev: &Device, path: &Path) -> Result<ModelParts> {
 }
 
 fn load_parts_quietly(dev: &Device, path: &Path) -> Result<ModelParts> {
-    if kiln_model::gguf::model::is_gguf(path) {
-        let file = GgufFile::open(path)?;
-        let spec = GgufTokenizerSpec::from_gguf(&file)?;
-        // End of sequence as the file says (llama.cpp's reading: eos and eot).
-        let eos_ids = spec.eos_ids();
-        // BOS/EOS, added tokens and the split as the metadata says (llama.cpp, transformers 5).
-        let tokenizer = build(&spec)?;
-        let template = kiln_model::gguf::chat::chat_template(&file)?.map(str::to_string);
-        let model = Model::load_gguf(dev, &file)?;
-        let bos = model.config().bos_token_id;
-        Ok(ModelParts { model, tokenizer: Some(tokenizer), eos_ids, template, bos })
-    } else {
-        let dir = ModelDir::open(path)?;
-        let template = if dir.path.is_dir() { hf_chat_template(&dir.path)? } else { None };
-        let model = Model::load(dev, &dir)?;
-        let eos_ids = dir.eos_token_ids();
-        let bos = dir.config.bos_token_id;
-        Ok(ModelParts { model, tokenizer: dir.tokenizer, eos_ids, template, bos })
-    }
+    // The library's one call: tokenizer, chat template, BOS/EOS as the files say.
+    let m = kiln::open(dev, path)?;
+    Ok(ModelParts { model: m.model, tokenizer: m.tokenizer, eos_ids: m.eos_ids, template: m.chat_template, bos: m.bos })
 }
 
 impl ModelArgs {
@@ -202,7 +161,7 @@ impl ModelArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_model::gguf::tokenizer::token_type;
+    use kiln_model::gguf::tokenizer::{build, token_type, GgufTokenizerSpec};
 
     /// A byte-level vocabulary whose GGUF metadata asks for a BOS (`<s>`) on every text.
     fn bos_tokenizer() -> Tokenizer {
