@@ -63,7 +63,7 @@ fn report_hard_cap(size: usize) {
     use std::io::Write;
     let (ptr, len) = CASE.try_with(Cell::get).unwrap_or((std::ptr::null(), 0));
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "\nfuzz_loaders: an allocation of {size} bytes while opening a mutated input; case:");
+    let _ = writeln!(err, "\nfuzz: an allocation of {size} bytes while opening a mutated input; case:");
     if !ptr.is_null() {
         // SAFETY: CASE points at the description String the fuzz loop keeps alive while
         // the case runs on this thread.
