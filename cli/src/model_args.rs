@@ -11,8 +11,9 @@ use kiln_tensor::Device;
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// A Hugging Face model directory (config.json, *.safetensors, tokenizer.json) or a
-    /// GGUF file (see `kiln fetch`).
+    /// A Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF
+    /// file (see `kiln fetch`), or hf:OWNER/REPO[:FILE] to download from the Hugging Face
+    /// Hub (HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured).
     #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
     /// Token ids to use as the prompt instead of text, e.g. `--prompt-ids 15496,11,995`.
@@ -108,8 +109,10 @@ pub fn chat_ids(
 
 /// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
 pub fn load_parts(dev: &Device, path: &Path) -> Result<ModelParts> {
+    // An `hf:OWNER/REPO[:FILE]` name is downloaded first (progress bars), then loaded.
+    let path = kiln::resolve(path, true)?;
     let bar = crate::progress::spinner(format!("loading {} onto {}", path.display(), dev.info().name));
-    let parts = load_parts_quietly(dev, path);
+    let parts = load_parts_quietly(dev, &path);
     bar.finish_and_clear();
     parts
 }

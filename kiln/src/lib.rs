@@ -24,6 +24,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod hub;
+
 pub use kiln_kernels as kernels;
 pub use kiln_model as model;
 pub use kiln_sampler as sampler;
@@ -61,6 +63,14 @@ pub enum Error {
         /// The model's directory or file.
         path: PathBuf,
     },
+    /// An `hf:` name is malformed, or downloading what it names failed.
+    #[error("{name}: {detail}")]
+    Hub {
+        /// The `hf:` name.
+        name: String,
+        /// What went wrong (the file and the hub's answer).
+        detail: String,
+    },
     /// A chat template file exists but could not be read.
     #[error("reading the chat template {path}: {detail}")]
     ChatTemplate {
@@ -95,11 +105,13 @@ pub struct LoadedModel {
     pub path: PathBuf,
 }
 
-/// Open a model — a Hugging Face directory (config.json, safetensors, tokenizer.json) or
-/// a GGUF file — and upload its weights to `dev`. Tokenization then follows the files:
-/// a BOS only where the tokenizer adds one, the chat template exactly as written.
+/// Open a model — a Hugging Face directory (config.json, safetensors, tokenizer.json), a
+/// GGUF file, or an `hf:OWNER/REPO[:FILE]` name downloaded first ([`hub`]) — and upload
+/// its weights to `dev`. Tokenization then follows the files: a BOS only where the
+/// tokenizer adds one, the chat template exactly as written.
 pub fn open(dev: &Device, path: impl AsRef<Path>) -> Result<LoadedModel> {
-    let path = path.as_ref();
+    let path = resolve(path.as_ref(), true)?;
+    let path = path.as_path();
     if kiln_model::gguf::model::is_gguf(path) {
         let file = GgufFile::open(path)?;
         let spec = GgufTokenizerSpec::from_gguf(&file)?;
@@ -124,6 +136,15 @@ pub fn open(dev: &Device, path: impl AsRef<Path>) -> Result<LoadedModel> {
         let bos = dir.config.bos_token_id;
         let generation = dir.generation.path.is_some().then(|| dir.generation.clone());
         Ok(LoadedModel { model, tokenizer: dir.tokenizer, chat_template, bos, eos_ids, generation, path: path.to_path_buf() })
+    }
+}
+
+/// The local path of `path`: itself, or for an `hf:` name the downloaded file or snapshot
+/// directory (with a progress bar per file when `progress`).
+pub fn resolve(path: &Path, progress: bool) -> Result<PathBuf> {
+    match path.to_str().map(hub::parse).transpose()?.flatten() {
+        Some(name) => hub::download(&name, progress),
+        None => Ok(path.to_path_buf()),
     }
 }
 
