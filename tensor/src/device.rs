@@ -190,8 +190,8 @@ impl Device {
     }
 
     /// Open a device on `adapter` with the adapter's own limits and those of
-    /// [`wanted_features`] it has; installs handlers that turn validation errors and device
-    /// loss into errors at the next [`Device::sync`] instead of panics.
+    /// [`wanted_features`] it has. Validation errors are recorded instead of panicking and
+    /// returned by the next [`Device::sync`]; a device loss is recorded for [`Device::lost`].
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
         let info = adapter.get_info();
         // wgpu's default limits are far below what real GPUs allow: ask for the adapter's own.

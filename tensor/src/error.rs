@@ -40,7 +40,8 @@ pub enum TensorError {
         source: wgpu::RequestDeviceError,
     },
 
-    /// Shapes, offsets or counts that do not fit the operation.
+    /// Shapes, offsets or counts that do not fit the operation (also: tensors on different
+    /// devices, too many tensors bound to one dispatch).
     #[error("shape mismatch in {op}: {detail}")]
     Shape {
         /// The operation or kernel that refused them.
