@@ -39,6 +39,7 @@ pub enum LanePath {
 /// Knobs of [`attend_with`]; `Default` is what [`attend`] uses.
 #[derive(Clone, Copy, Debug)]
 pub struct AttendOptions {
+    /// Which attention kernel variant to run.
     pub path: LanePath,
     /// Keys per split; `None` chooses it from the context length and the grid size.
     pub chunk: Option<usize>,

@@ -22,12 +22,22 @@ const WG: u32 = 256;
 pub enum Rows<'a> {
     /// Row r is position `start + r` of slot `slot` (one sequence: prefill or decode).
     /// Carried in the dispatch parameters; nothing is uploaded.
-    Run { slot: usize, start: usize },
+    Run {
+        /// The cache slot (sequence) all rows go to.
+        slot: usize,
+        /// The position of row 0.
+        start: usize,
+    },
     /// Row r is slot `host[r][0]`, position `host[r][1]` (a batched decode step, one row
     /// per sequence). The kernels read these pairs from `table` (u32, at least `2 * n_rows`
     /// elements), which the caller has filled with `host` (`Tensor::write`, allocated
     /// once and reused); the launchers check `host` against the cache.
-    Table { table: &'a Tensor, host: &'a [[u32; 2]] },
+    Table {
+        /// u32 tensor of at least `2 * n_rows` elements holding `host`'s pairs, flattened.
+        table: &'a Tensor,
+        /// The same (slot, position) pairs on the host, one per row.
+        host: &'a [[u32; 2]],
+    },
 }
 
 impl Rows<'_> {
@@ -43,9 +53,13 @@ impl Rows<'_> {
 /// Sizes of a K/V cache pair, checked.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheGeometry {
+    /// Independent sequences the cache holds (1 for a 3-D cache).
     pub slots: usize,
+    /// Positions per slot.
     pub capacity: usize,
+    /// Key/value heads.
     pub n_kv_heads: usize,
+    /// Values per head.
     pub head_dim: usize,
     /// f16 storage (else f32).
     pub f16: bool,

@@ -16,6 +16,7 @@ pub fn grid_1d(t: &Tensor, n: usize, wg: u32) -> ([u32; 3], u32) {
     }
 }
 
+/// Refuse `t` (called `name` in the message) unless its dtype is `want`.
 pub fn expect_dtype(op: &str, name: &str, t: &Tensor, want: DType) -> Result<()> {
     if t.dtype() != want {
         return Err(TensorError::dtype(op, format!("{name} must be {want}, got {}", t.dtype())));
@@ -39,6 +40,7 @@ pub fn expect_float_weight(op: &str, name: &str, t: &Tensor) -> Result<u32> {
     Ok(code)
 }
 
+/// Refuse `t` (called `name` in the message) unless its shape is exactly `want`.
 pub fn expect_shape(op: &str, name: &str, t: &Tensor, want: &[usize]) -> Result<()> {
     if t.shape() != want {
         return Err(TensorError::shape(op, format!("{name} must have shape {want:?}, got {:?}", t.shape())));
@@ -46,6 +48,8 @@ pub fn expect_shape(op: &str, name: &str, t: &Tensor, want: &[usize]) -> Result<
     Ok(())
 }
 
+/// Refuse tensors that are not all on the device of the first one; `tensors` must not be
+/// empty.
 pub fn expect_same_device(op: &str, tensors: &[&Tensor]) -> Result<()> {
     let first = tensors[0].device().wgpu();
     if tensors.iter().any(|t| t.device().wgpu() != first) {

@@ -1,9 +1,10 @@
+#![warn(missing_docs)]
 //! kiln-kernels: hand-written WGSL compute kernels and their launchers.
 //!
 //! Each op family lives in `wgsl/<family>.wgsl` with a Rust module of the same name
 //! holding one launcher per entry point: validate shapes and dtypes → fill the
 //! `Params` uniform → fetch the cached pipeline → dispatch on a [`Recorder`].
-//! [`reference`] holds a naive CPU twin of every kernel; [`tolerance`] the allowed
+//! [`mod@reference`] holds a naive CPU twin of every kernel; [`tolerance`] the allowed
 //! differences between them.
 //!
 //! [`Recorder`]: kiln_tensor::Recorder

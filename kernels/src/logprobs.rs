@@ -9,8 +9,11 @@ use crate::shaders::LOGPROBS;
 
 /// Columns of [`token_logprobs`]' output, per row.
 pub const LOGPROB: usize = 0;
+/// Column of the entropy of the row's softmax, in nats.
 pub const ENTROPY: usize = 1;
+/// Column of the target's rank: 1 + the number of larger logits (as f32).
 pub const RANK: usize = 2;
+/// Column of the row's argmax id (as f32).
 pub const ARGMAX: usize = 3;
 /// Number of output columns.
 pub const COLS: usize = 4;

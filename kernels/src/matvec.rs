@@ -38,14 +38,27 @@ pub const MAX_ROWS: usize = 16;
 #[derive(Clone, Copy)]
 pub enum FoldedNorm<'a> {
     /// `x * rsqrt(mean(x²) + eps) * weight` (Qwen2RMSNorm / LlamaRMSNorm).
-    Rms { weight: &'a Tensor, eps: f32 },
+    Rms {
+        /// `[K]` f32 scale.
+        weight: &'a Tensor,
+        /// Added to the mean square before the square root.
+        eps: f32,
+    },
     /// `(x - mean) * rsqrt(var + eps) * weight + bias` (nn.LayerNorm).
-    Layer { weight: &'a Tensor, bias: &'a Tensor, eps: f32 },
+    Layer {
+        /// `[K]` f32 scale.
+        weight: &'a Tensor,
+        /// `[K]` f32 shift.
+        bias: &'a Tensor,
+        /// Added to the variance before the square root.
+        eps: f32,
+    },
 }
 
 /// The activation applied in the matvec's epilogue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
+    /// No activation.
     #[default]
     None,
     /// `F.silu(y[:, :N/2]) * y[:, N/2:]`: w holds the gate rows, then the up rows.
@@ -58,9 +71,11 @@ pub enum Activation {
 /// activation, residual.
 #[derive(Clone, Copy, Default)]
 pub struct Fusion<'a> {
+    /// Normalise x (per row, over K) as it is loaded.
     pub norm: Option<FoldedNorm<'a>>,
     /// `[N]` f32, added before the activation.
     pub bias: Option<&'a Tensor>,
+    /// Activation applied after the bias.
     pub act: Activation,
     /// `[M, N_out]` f32, added last (a residual connection).
     pub residual: Option<&'a Tensor>,

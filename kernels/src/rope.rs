@@ -26,8 +26,11 @@ pub enum RopeMode {
 pub struct RopeTable {
     /// f32 `[max_positions, head_dim/2, 2]`: (cos, sin) pairs.
     pub cos_sin: Tensor,
+    /// Values per head the table was built for (even).
     pub head_dim: usize,
+    /// RoPE base θ: pair j turns by `pos · θ^(-2j/head_dim)`.
     pub theta: f32,
+    /// Positions the table covers: `0..max_positions`.
     pub max_positions: usize,
 }
 

@@ -34,21 +34,28 @@ pub struct SampleRow {
     pub min_p: f32,
     /// 1 is off.
     pub repetition_penalty: f32,
+    /// Subtracted `count` times from an id's logit, count = times it was generated; 0 is off.
     pub frequency_penalty: f32,
+    /// Subtracted once from the logit of every id generated at least once; 0 is off.
     pub presence_penalty: f32,
+    /// Low 32 bits of the row's RNG seed.
     pub seed_lo: u32,
+    /// High 32 bits of the row's RNG seed.
     pub seed_hi: u32,
     /// The RNG counter: the step being sampled (draw_finish advances it).
     pub step: u32,
     /// 1 when the row's bias row is to be added.
     pub has_bias: u32,
+    /// Padding that keeps the struct 12 words long, like `Row` in sample.wgsl.
     pub _pad: u32,
 }
 
 impl SampleRow {
+    /// Greedy decoding: temperature 0, every filter and penalty off, seed 0.
     pub fn greedy() -> SampleRow {
         SampleRow { top_p: 1.0, repetition_penalty: 1.0, ..Zeroable::zeroed() }
     }
+    /// These parameters with the RNG seed `seed`.
     pub fn with_seed(mut self, seed: u64) -> SampleRow {
         self.seed_lo = seed as u32;
         self.seed_hi = (seed >> 32) as u32;
@@ -73,8 +80,11 @@ pub struct SampleState {
     pub thr: u32,
     /// Σ exp(x − max) over what top-k kept.
     pub kept_mass: f32,
+    /// Max of the raw logits (for the chosen token's log-prob).
     pub raw_max: f32,
+    /// Σ exp(x − raw_max) over the raw logits.
     pub raw_total: f32,
+    /// The chosen id.
     pub token: u32,
 }
 
@@ -92,6 +102,7 @@ pub struct StepPlan {
 }
 
 impl StepPlan {
+    /// The plan for a batch of `rows`; `logprob` asks for each chosen token's log-prob.
     pub fn for_rows(rows: &[SampleRow], logprob: bool) -> StepPlan {
         StepPlan {
             top_k: rows.iter().any(|r| r.is_sampling() && r.top_k > 0),
@@ -105,7 +116,9 @@ impl StepPlan {
 /// The GPU buffers of a batch of `rows` rows over a vocabulary of `n`, allocated once
 /// and reused every step: nothing is allocated or uploaded per step.
 pub struct SampleBuffers {
+    /// Rows in the batch.
     pub rows: usize,
+    /// Vocabulary size (elements per row of logits).
     pub n: usize,
     /// u32 `[rows, 12]`: the [`SampleRow`]s.
     pub params: Tensor,

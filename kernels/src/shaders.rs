@@ -50,6 +50,7 @@ macro_rules! wgsl {
     };
 }
 
+/// elementwise.wgsl: add, mul, silu, gelu_tanh, swiglu.
 pub const ELEMENTWISE: &str = wgsl!("elementwise");
 /// matmul.wgsl with f32 weight tiles (matmul_f32.wgsl): every device.
 pub const MATMUL: &str = wgsl!("" + weights + runs + "matmul_f32" + "matmul");
@@ -59,18 +60,31 @@ pub const MATMUL_F16: &str = wgsl!("enable f16;\n" + weights + runs + "matmul_f1
 pub const MATVEC: &str = wgsl!(weights + "matvec");
 /// The block matvec (matvec_core.wgsl): one module per weight family × reduction.
 pub const MATVEC_FLOAT: &str = wgsl!(matvec "shared" + "float");
+/// The block matvec for f32/f16/bf16 weights with the subgroup reduction (SUBGROUP only).
 pub const MATVEC_FLOAT_SG: &str = wgsl!(matvec "subgroup" + "float");
+/// The block matvec for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights with the workgroup-memory reduction.
 pub const MATVEC_Q32: &str = wgsl!(matvec "shared" + "q32");
+/// The block matvec for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights with the subgroup reduction.
 pub const MATVEC_Q32_SG: &str = wgsl!(matvec "subgroup" + "q32");
+/// The block matvec for Q4_K/Q5_K weights with the workgroup-memory reduction.
 pub const MATVEC_QK: &str = wgsl!(matvec "shared" + "qk");
+/// The block matvec for Q4_K/Q5_K weights with the subgroup reduction.
 pub const MATVEC_QK_SG: &str = wgsl!(matvec "subgroup" + "qk");
+/// The block matvec for Q6_K weights with the workgroup-memory reduction.
 pub const MATVEC_Q6K: &str = wgsl!(matvec "shared" + "q6k");
+/// The block matvec for Q6_K weights with the subgroup reduction.
 pub const MATVEC_Q6K_SG: &str = wgsl!(matvec "subgroup" + "q6k");
+/// embedding.wgsl (with the weight loaders): token-embedding row lookup.
 pub const EMBEDDING: &str = wgsl!(weights + "embedding");
+/// position_embedding.wgsl (with the weight loaders): adds learned position embeddings in place.
 pub const POSITION_EMBEDDING: &str = wgsl!(weights + "position_embedding");
+/// softmax.wgsl: row softmax and log-softmax.
 pub const SOFTMAX: &str = wgsl!("softmax");
+/// norm.wgsl: RMSNorm and LayerNorm over the last dimension.
 pub const NORM: &str = wgsl!("norm");
+/// argmax.wgsl (with order.wgsl): index of the largest entry of each row.
 pub const ARGMAX: &str = wgsl!(order + "argmax");
+/// rope.wgsl: rotary position embedding from a precomputed (cos, sin) table.
 pub const ROPE: &str = wgsl!("rope");
 /// attention.wgsl with its workgroup-memory `attend` entry point (any adapter).
 pub const ATTENTION: &str =
@@ -78,9 +92,14 @@ pub const ATTENTION: &str =
 /// attention.wgsl with its subgroup `attend` entry point (adapters with SUBGROUP only).
 pub const ATTENTION_SUBGROUP: &str =
     concat!(include_str!("../wgsl/attention_subgroup.wgsl"), "\n", include_str!("../wgsl/attention.wgsl"));
+/// kv_cache.wgsl: writes k/v rows into the KV cache (`rope_kv_append` also applies RoPE
+/// to q and k).
 pub const KV_CACHE: &str = wgsl!("kv_cache");
+/// sample.wgsl (with order.wgsl): the entry points of one GPU sampling step.
 pub const SAMPLE: &str = wgsl!(order + "sample");
+/// topn.wgsl (with order.wgsl): the N largest logits of each row and their log-probs.
 pub const TOPN: &str = wgsl!(order + "topn");
+/// logprobs.wgsl (with order.wgsl): log-prob, entropy, rank and argmax of target ids.
 pub const LOGPROBS: &str = wgsl!(order + "logprobs");
 
 /// (module name, source) of every kernel module.

@@ -33,9 +33,11 @@ pub fn device_on(name: &str) -> Device {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded from `seed` (scrambled, never zero).
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
+    /// The next raw 64-bit value.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -50,9 +52,11 @@ impl Rng {
     pub fn uniform(&mut self, scale: f32) -> f32 {
         (self.unit() * 2.0 - 1.0) * scale
     }
+    /// `n` values uniform in [-scale, scale).
     pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(scale)).collect()
     }
+    /// A value in `0..n` (modulo reduction); `n` must not be 0.
     pub fn below(&mut self, n: u32) -> u32 {
         (self.next_u64() % n as u64) as u32
     }

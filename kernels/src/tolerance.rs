@@ -4,9 +4,12 @@
 //! An element passes when |got - want| <= abs + rel * |want|. Infinities must match
 //! exactly; a NaN in `got` passes only where `want` is NaN too.
 
+/// A tolerance: an element passes when |got − want| ≤ abs + rel · |want|.
 #[derive(Clone, Copy, Debug)]
 pub struct Tol {
+    /// Absolute part.
     pub abs: f32,
+    /// Relative part, a fraction of |want|.
     pub rel: f32,
 }
 
@@ -86,8 +89,11 @@ pub const EXACT: Tol = Tol { abs: 0.0, rel: 0.0 };
 /// Summary of a comparison.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// Largest |got − want| over elements where both are finite.
     pub max_abs: f32,
+    /// Largest |got − want| / |want| over finite elements with want ≠ 0.
     pub max_rel: f32,
+    /// Index of the first element outside the tolerance, if any.
     pub first_bad: Option<usize>,
 }
 

@@ -26,7 +26,7 @@ struct Params {
 
 /// For each row of `logits` f32 `[rows, n]`: `ids` u32 `[rows, top]` — the `top` largest
 /// entries, largest first, ties to the smaller id (torch.topk on CPU) — and `logprobs`
-/// f32 `[rows, top]` = logits[id] − logsumexp(row). NaN and −inf rank lowest.
+/// f32 `[rows, top]` = `logits[id] − logsumexp(row)`. NaN and −inf rank lowest.
 pub fn top_logprobs(rec: &mut Recorder, logits: &Tensor, ids: &Tensor, logprobs: &Tensor) -> Result<()> {
     let op = "top_logprobs";
     expect_same_device(op, &[logits, ids, logprobs])?;

@@ -17,9 +17,15 @@ use crate::{ModelError, Result};
 #[derive(Clone, Copy, Debug)]
 pub enum Step<'s> {
     /// Every id, in order, at the next positions of this slot.
-    Seq { slot: usize },
+    Seq {
+        /// The cache slot the sequence lives in.
+        slot: usize,
+    },
     /// Id b at the next position of slot `slots[b]` (distinct slots).
-    Batch { slots: &'s [usize] },
+    Batch {
+        /// The slot of each id, in id order.
+        slots: &'s [usize],
+    },
 }
 
 impl Step<'_> {

@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
 
+/// The model config's file name in a Hugging Face directory.
 pub const CONFIG_FILE: &str = "config.json";
+/// The generation defaults' file name in a Hugging Face directory.
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
 /// The model families kiln implements.
@@ -73,6 +75,7 @@ impl std::fmt::Display for Arch {
 /// spellings are noted on each field.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// The model family, from `architectures` / `model_type`.
     pub arch: Arch,
     /// `vocab_size`.
     pub vocab_size: usize,
@@ -130,15 +133,25 @@ pub struct ModelConfig {
 /// are folded into [`ModelConfig`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GenerationConfig {
+    /// `do_sample`: whether to sample (else greedy).
     pub do_sample: Option<bool>,
+    /// `temperature`.
     pub temperature: Option<f64>,
+    /// `top_k`.
     pub top_k: Option<usize>,
+    /// `top_p`.
     pub top_p: Option<f64>,
+    /// `min_p`.
     pub min_p: Option<f64>,
+    /// `repetition_penalty`.
     pub repetition_penalty: Option<f64>,
+    /// `max_new_tokens`.
     pub max_new_tokens: Option<usize>,
+    /// `eos_token_id` (an int or a list); empty when absent.
     pub eos_token_ids: Vec<u32>,
+    /// `bos_token_id`.
     pub bos_token_id: Option<u32>,
+    /// `pad_token_id`.
     pub pad_token_id: Option<u32>,
     /// Where it was read from; `None` when the directory has no generation_config.json.
     pub path: Option<PathBuf>,
@@ -583,6 +596,7 @@ impl GenerationConfig {
         GenerationConfig::from_file(path)
     }
 
+    /// Read a `generation_config.json` at `path`; absent fields are `None`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<GenerationConfig> {
         let path = path.as_ref();
         let obj = read_json_object(path, "generation config")?;

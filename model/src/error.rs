@@ -6,20 +6,33 @@ use std::path::PathBuf;
 use kiln_tensor::TensorError;
 use thiserror::Error;
 
+/// Every error of the model crate.
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// A file the loader needs is not there.
     #[error("{what} not found: {} does not exist", path.display())]
-    MissingFile { path: PathBuf, what: String },
+    MissingFile {
+        /// The path that does not exist.
+        path: PathBuf,
+        /// What the file is for (e.g. `model directory`, `GGUF file`).
+        what: String,
+    },
 
     /// The model path is not a directory (or cannot be listed).
     #[error("{}: {detail}", path.display())]
-    NotADirectory { path: PathBuf, detail: String },
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// Reading or mapping a file failed.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -27,14 +40,23 @@ pub enum ModelError {
     /// A JSON file (config.json, generation_config.json, index.json) is not valid JSON.
     #[error("{} is not valid JSON: {source}", path.display())]
     Json {
+        /// The file.
         path: PathBuf,
+        /// serde_json's error (with line and column).
         #[source]
         source: serde_json::Error,
     },
 
     /// A config field is missing, has the wrong type or an invalid value.
     #[error("{}: field `{field}`: {detail}", path.display())]
-    Config { path: PathBuf, field: String, detail: String },
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// The field's name.
+        field: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// `architectures` / `model_type` names a model kiln does not implement.
     #[error(
@@ -42,18 +64,33 @@ pub enum ModelError {
          Qwen2ForCausalLM (qwen2) and LlamaForCausalLM (llama)",
         path.display()
     )]
-    UnknownArchitecture { path: PathBuf, value: String },
+    UnknownArchitecture {
+        /// The config or GGUF file.
+        path: PathBuf,
+        /// The architecture as the file names it.
+        value: String,
+    },
 
     /// The directory has no weights kiln can read.
     #[error(
         "no weights in {}: expected model.safetensors or model.safetensors.index.json{hint}",
         dir.display()
     )]
-    NoWeights { dir: PathBuf, hint: String },
+    NoWeights {
+        /// The model directory.
+        dir: PathBuf,
+        /// Empty, or the weight-like files that were found and why they are not read.
+        hint: String,
+    },
 
     /// A safetensors file is malformed or truncated.
     #[error("{}: invalid safetensors file: {detail}", path.display())]
-    Safetensors { path: PathBuf, detail: String },
+    Safetensors {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// A safetensors index names a shard that is not on disk.
     #[error(
@@ -61,43 +98,91 @@ pub enum ModelError {
         index.display(),
         path.display()
     )]
-    MissingShard { index: PathBuf, shard: String, tensor: String, path: PathBuf },
+    MissingShard {
+        /// The index file (`model.safetensors.index.json`).
+        index: PathBuf,
+        /// The shard's file name as the index gives it.
+        shard: String,
+        /// A tensor the index places in that shard.
+        tensor: String,
+        /// Where the shard was looked for.
+        path: PathBuf,
+    },
 
     /// A tensor the model needs is in none of the weight files.
     #[error("tensor `{name}` not found: looked for {} in {}", list_names(tried), list_paths(files))]
-    MissingTensor { name: String, tried: Vec<String>, files: Vec<PathBuf> },
+    MissingTensor {
+        /// The tensor's name as the model asked for it.
+        name: String,
+        /// Every name that was looked up for it (may be empty).
+        tried: Vec<String>,
+        /// The files that were searched.
+        files: Vec<PathBuf>,
+    },
 
     /// A tensor has another shape than the config implies.
     #[error("tensor `{name}` in {} has shape {got:?}, expected {expected:?}", path.display())]
-    Shape { name: String, path: PathBuf, expected: Vec<usize>, got: Vec<usize> },
+    Shape {
+        /// The tensor's name in the file.
+        name: String,
+        /// The file holding it.
+        path: PathBuf,
+        /// The shape the config implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        got: Vec<usize>,
+    },
 
     /// A tensor's element type cannot be used as a weight.
     #[error(
         "tensor `{name}` in {} has dtype {dtype}; kiln loads F32, F16 and BF16 weights",
         path.display()
     )]
-    UnsupportedDType { name: String, path: PathBuf, dtype: String },
+    UnsupportedDType {
+        /// The tensor's name in the file.
+        name: String,
+        /// The file holding it.
+        path: PathBuf,
+        /// The dtype as the safetensors header names it.
+        dtype: String,
+    },
 
     /// Uploading a named tensor failed (e.g. over the adapter's binding limit).
     #[error("tensor `{name}` in {}: {source}", path.display())]
     Tensor {
+        /// The tensor's name.
         name: String,
+        /// The file it comes from.
         path: PathBuf,
+        /// The tensor-layer error.
         #[source]
         source: Box<TensorError>,
     },
 
     /// tokenizer.json could not be loaded, or encoding/decoding failed.
     #[error("{}: {detail}", path.display())]
-    Tokenizer { path: PathBuf, detail: String },
+    Tokenizer {
+        /// The file the tokenizer was loaded from.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
 
     /// The context (KV cache / max_position_embeddings) is too short for a request.
     #[error("context too long: {detail}")]
-    Context { detail: String },
+    Context {
+        /// How many positions were needed and how many there are.
+        detail: String,
+    },
 
     /// An invalid parameter of a model-level call (generation settings, prompt, ...).
     #[error("invalid parameter {name}: {detail}")]
-    Param { name: String, detail: String },
+    Param {
+        /// The parameter's name.
+        name: String,
+        /// What was wrong with its value.
+        detail: String,
+    },
 
     /// A tensor-layer error outside any named tensor (boxed: TensorError is large).
     #[error(transparent)]
@@ -106,11 +191,23 @@ pub enum ModelError {
     /// A GGUF file is malformed, truncated or of an unsupported version. `detail` names
     /// the metadata key or tensor where there is one.
     #[error("{}: invalid GGUF file: {detail}", path.display())]
-    Gguf { path: PathBuf, detail: String },
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What is wrong, naming the key or tensor where there is one.
+        detail: String,
+    },
 
     /// A GGUF metadata key is missing or its value has the wrong type or range.
     #[error("{}: GGUF metadata `{key}`: {detail}", path.display())]
-    GgufMetadata { path: PathBuf, key: String, detail: String },
+    GgufMetadata {
+        /// The file the metadata comes from.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 
     /// A GGUF tensor's ggml type is one kiln cannot load (its data was asked for).
     #[error(
@@ -118,7 +215,14 @@ pub enum ModelError {
          Q5_0, Q5_1, Q4_K, Q5_K and Q6_K",
         path.display()
     )]
-    GgufUnsupportedType { name: String, path: PathBuf, ggml_type: String },
+    GgufUnsupportedType {
+        /// The tensor's name in the file.
+        name: String,
+        /// The GGUF file.
+        path: PathBuf,
+        /// The ggml type's name.
+        ggml_type: String,
+    },
 }
 
 impl From<TensorError> for ModelError {
@@ -127,6 +231,7 @@ impl From<TensorError> for ModelError {
     }
 }
 
+/// `Result` with [`ModelError`] as the default error.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 fn list_names(names: &[String]) -> String {

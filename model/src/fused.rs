@@ -27,7 +27,9 @@ use crate::Result;
 /// The norm in front of a projection.
 #[derive(Clone, Copy)]
 pub enum NormRef<'a> {
+    /// An RMSNorm (Qwen2, Llama, Qwen3).
     Rms(&'a RmsNorm),
+    /// A LayerNorm (GPT-2).
     Layer(&'a LayerNorm),
 }
 
@@ -266,6 +268,8 @@ pub struct GateUp {
 }
 
 impl GateUp {
+    /// Stack `gate` and `up` into one weight on the GPU when they have the same dtype and no
+    /// bias (and the stacked weight can be split back into row views); otherwise keep them apart.
     pub fn new(dev: &Device, gate: Linear, up: Linear) -> Result<GateUp> {
         let same = gate.weight.dtype() == up.weight.dtype() && gate.bias.is_none() && up.bias.is_none();
         if !same {

@@ -14,6 +14,7 @@ use crate::nn::{Embedding, LayerNorm, LmHead, Linear};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
 
+/// One GPT-2 transformer block: LayerNorm, attention, LayerNorm, GELU MLP.
 pub struct Gpt2Block {
     ln_1: LayerNorm,
     /// c_attn's q, k and v thirds, stacked again on the GPU (`fused::Stacked`).
@@ -24,7 +25,9 @@ pub struct Gpt2Block {
     mlp_proj: Linear,
 }
 
+/// A GPT-2 model's weights on the GPU.
 pub struct Gpt2 {
+    /// The config it was loaded with.
     pub config: ModelConfig,
     wte: Embedding, // [vocab, hidden]
     wpe: Tensor, // [n_positions, hidden]
@@ -36,6 +39,8 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
+    /// Upload every weight (matrices in their stored dtype, Conv1D weights transposed; norms and
+    /// biases as f32); `tied` makes the LM head the token embedding.
     pub fn load(dev: &Device, config: &ModelConfig, w: &dyn WeightSource, tied: bool) -> Result<Gpt2> {
         let c = config;
         let (h, inter) = (c.hidden_size, c.intermediate_size);

@@ -20,6 +20,7 @@ pub enum KvDtype {
 }
 
 impl KvDtype {
+    /// The tensor dtype of this storage.
     pub fn dtype(self) -> DType {
         match self {
             KvDtype::F16 => DType::F16,
@@ -37,9 +38,11 @@ impl std::fmt::Display for KvDtype {
     }
 }
 
+/// K and V tensors of every layer for a fixed number of slots, each with its own length.
 pub struct KvCache {
     /// Per layer, `[slots, capacity, n_kv_heads, head_dim]`.
     pub k: Vec<Tensor>,
+    /// Per layer, `[slots, capacity, n_kv_heads, head_dim]`.
     pub v: Vec<Tensor>,
     capacity: usize,
     dtype: KvDtype,
@@ -92,6 +95,7 @@ impl KvCache {
         Ok(KvCache { k, v, capacity, dtype, lens: vec![0; slots], rows_table, rows_host: Vec::new() })
     }
 
+    /// Number of slots (sequences) the cache holds.
     pub fn slots(&self) -> usize {
         self.lens.len()
     }
@@ -101,6 +105,7 @@ impl KvCache {
         self.capacity
     }
 
+    /// How K and V are stored.
     pub fn dtype(&self) -> KvDtype {
         self.dtype
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! kiln-model: everything between a model on disk and the GPU forward pass.
 //!
 //! - [`ModelDir`]: a Hugging Face model directory (`config.json`, `generation_config.json`,
@@ -43,9 +44,13 @@ pub use weights::{TensorInfo, WeightStore, SAFETENSORS_FILE, SAFETENSORS_INDEX_F
 /// Files other than those named above are ignored. Nothing is uploaded yet.
 #[derive(Debug)]
 pub struct ModelDir {
+    /// The directory.
     pub path: PathBuf,
+    /// config.json (with generation_config.json's token ids folded in).
     pub config: ModelConfig,
+    /// generation_config.json's sampling defaults (all `None` when it is absent).
     pub generation: GenerationConfig,
+    /// The safetensors headers, checked against the config; the data stays memory-mapped.
     pub weights: WeightStore,
     /// `None` when the directory has no tokenizer.json (see [`ModelDir::tokenizer`]).
     pub tokenizer: Option<Tokenizer>,

@@ -10,8 +10,11 @@ use crate::source::WeightSource;
 use crate::qwen2::Qwen2;
 use crate::{Arch, ModelConfig, ModelDir, ModelError, Result};
 
+/// A loaded model on the GPU, one variant per implementation.
 pub enum Model {
+    /// GPT-2.
     Gpt2(Gpt2),
+    /// Qwen2, Llama and Qwen3 (one implementation).
     Qwen2(Qwen2),
 }
 
@@ -60,6 +63,7 @@ impl Model {
         }
     }
 
+    /// The config the model was loaded with.
     pub fn config(&self) -> &ModelConfig {
         match self {
             Model::Gpt2(m) => &m.config,

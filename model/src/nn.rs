@@ -15,15 +15,19 @@ fn empty(like: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// `[out]` f32. Up to `matvec::MAX_ROWS` rows (decode, short prompts) go through the matvec
 /// kernel, more through the tiled matmul (prefill) kernel.
 pub struct Linear {
+    /// `[out, in]`, f32/f16/bf16 or a GGUF block type.
     pub weight: Tensor,
+    /// `[out]` f32, if the layer has a bias.
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// A linear layer from its weight and optional bias.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
         Linear { weight, bias }
     }
 
+    /// Output features: the weight's first dimension.
     pub fn out_features(&self) -> usize {
         self.weight.dim(0)
     }
@@ -67,11 +71,14 @@ pub fn gelu_tanh(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
 
 /// Qwen2RMSNorm / LlamaRMSNorm.
 pub struct RmsNorm {
+    /// `[d]` f32 scale.
     pub weight: Tensor,
+    /// Added to the mean square before the square root.
     pub eps: f32,
 }
 
 impl RmsNorm {
+    /// `x` normalised over its last dimension (of size d), same shape, in a new tensor.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         let out = empty(x, x.shape())?;
         norm::rms_norm(rec, x, &self.weight, self.eps, &out)?;
@@ -81,12 +88,16 @@ impl RmsNorm {
 
 /// `nn.LayerNorm`.
 pub struct LayerNorm {
+    /// `[d]` f32 scale.
     pub weight: Tensor,
+    /// `[d]` f32 shift.
     pub bias: Tensor,
+    /// Added to the variance before the square root.
     pub eps: f32,
 }
 
 impl LayerNorm {
+    /// `x` normalised over its last dimension (of size d), same shape, in a new tensor.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         let out = empty(x, x.shape())?;
         norm::layer_norm(rec, x, &self.weight, &self.bias, self.eps, &out)?;
@@ -97,11 +108,14 @@ impl LayerNorm {
 /// `nn.Embedding`, its table possibly split into row blocks that each fit one binding
 /// (`(first id, [rows, dim] table)`, in order). Tables may be f32/f16/bf16 or GGUF blocks.
 pub struct Embedding {
+    /// `(first id, [rows, dim] table)` per block, in id order.
     pub blocks: Vec<(usize, Tensor)>,
+    /// Embedding width.
     pub dim: usize,
 }
 
 impl Embedding {
+    /// An embedding held as one `[vocab, dim]` table.
     pub fn single(table: Tensor) -> Embedding {
         let dim = table.dim(1);
         Embedding { blocks: vec![(0, table)], dim }
@@ -137,6 +151,7 @@ impl Embedding {
 pub struct LmHead {
     /// (first vocabulary row, block)
     pub blocks: Vec<(usize, Linear)>,
+    /// Vocabulary size: the total rows of all blocks, and the width of the logits.
     pub vocab: usize,
 }
 

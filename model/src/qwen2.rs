@@ -15,6 +15,8 @@ use crate::nn::{Embedding, LmHead, Linear, RmsNorm};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
 
+/// One decoder layer: RMSNorm, attention (q/k/v stacked, optional q/k head norms), RMSNorm,
+/// SwiGLU MLP.
 pub struct Qwen2Layer {
     input_norm: RmsNorm,
     /// q_proj, k_proj, v_proj stacked by weight type (`fused::Stacked`).
@@ -28,7 +30,9 @@ pub struct Qwen2Layer {
     down_proj: Linear,
 }
 
+/// A Qwen2, Llama or Qwen3 model's weights on the GPU.
 pub struct Qwen2 {
+    /// The config it was loaded with.
     pub config: ModelConfig,
     embed_tokens: Embedding, // [vocab, hidden]
     layers: Vec<Qwen2Layer>,

@@ -6,6 +6,7 @@ use kiln_tensor::{Device, Tensor};
 
 use crate::{Result, WeightStore};
 
+/// Finds a model's tensors by Hugging Face name in one on-disk format and uploads them.
 pub trait WeightSource {
     /// A weight matrix `[rows, cols]` in its stored dtype (GGUF block types stay quantized).
     fn matrix(&self, dev: &Device, name: &str, shape: [usize; 2]) -> Result<Tensor>;

@@ -33,8 +33,11 @@ pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "qwen3-0
 /// Weight types of a synthetic model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightTypes {
+    /// Every matrix in f16.
     F16,
+    /// Every matrix in Q8_0.
     Q8_0,
+    /// The mix of a llama.cpp Q4_K_M file (see the module docs).
     Q4KM,
 }
 

@@ -14,12 +14,15 @@ use tokenizers::DecoderWrapper;
 
 use crate::error::{ModelError, Result};
 
+/// The tokenizer's file name in a Hugging Face directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Names of end-of-sequence tokens, used only when neither config.json nor
 /// generation_config.json gives an `eos_token_id`.
 const KNOWN_EOS_TOKENS: [&str; 5] = ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>"];
 
+/// A text tokenizer (a `tokenizers` tokenizer) with the end-of-sequence ids and, for
+/// byte-level BPE, each token's bytes.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,
@@ -106,6 +109,7 @@ impl Tokenizer {
         &self.inner
     }
 
+    /// The file the tokenizer was loaded from (a GGUF file for GGUF tokenizers).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -149,6 +153,7 @@ impl Tokenizer {
         self.special.len()
     }
 
+    /// The id of a vocabulary entry or added token, if there is one.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
@@ -158,6 +163,7 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// Whether `id` is a special added token (false for unknown ids).
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
     }
@@ -199,6 +205,7 @@ impl Tokenizer {
         }
     }
 
+    /// Whether `id` is one of [`Tokenizer::eos_ids`].
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos_ids.contains(&id)
     }

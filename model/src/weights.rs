@@ -23,7 +23,9 @@ use serde_json::Value;
 use crate::config::read_json_object;
 use crate::error::{ModelError, Result};
 
+/// The single-file weights' name in a Hugging Face directory.
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
+/// The index of sharded weights in a Hugging Face directory.
 pub const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// Largest JSON header accepted (the reference implementation's limit).
@@ -40,6 +42,7 @@ pub struct TensorInfo {
     pub name: String,
     /// The safetensors dtype string (`F32`, `F16`, `BF16`, `I64`, …).
     pub dtype: String,
+    /// The shape as stored (PyTorch order).
     pub shape: Vec<usize>,
     /// The file holding the tensor.
     pub path: PathBuf,
@@ -59,10 +62,12 @@ impl TensorInfo {
         }
     }
 
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Bytes of data in the file.
     pub fn byte_len(&self) -> usize {
         self.range.len()
     }
@@ -349,10 +354,12 @@ impl WeightStore {
         self.files.iter().map(|f| f.path.as_path()).collect()
     }
 
+    /// Number of tensors in all files.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// True when the store has no tensors.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
@@ -379,6 +386,7 @@ impl WeightStore {
         Self::candidates(name).iter().find_map(|n| self.tensors.get(n))
     }
 
+    /// Whether [`WeightStore::find`] finds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.find(name).is_some()
     }

@@ -23,6 +23,8 @@ struct SlotParams {
     logprobs: Option<usize>,
 }
 
+/// The sampling state of every engine slot on the GPU (one row per slot), sampled for a
+/// whole batch in one set of dispatches.
 pub struct BatchSampler {
     buffers: SampleBuffers,
     slots: Vec<Option<SlotParams>>,

@@ -20,12 +20,16 @@ use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::error::{param_error, Result};
 
+/// Settings of [`beam_search`].
 pub struct BeamOptions {
+    /// Beams kept per step (HF's `num_beams`), ≥ 1; also the most hypotheses returned.
     pub beams: usize,
     /// Exponent of the generated length dividing a finished hypothesis' score (HF's
     /// `length_penalty`, default 1.0): > 0 favours longer outputs, < 0 shorter ones.
     pub length_penalty: f32,
+    /// Most ids generated per hypothesis; 0 returns one empty hypothesis.
     pub max_new_tokens: usize,
+    /// End-of-sequence ids: a continuation ending in one becomes a finished hypothesis.
     pub eos_ids: Vec<u32>,
 }
 

@@ -34,16 +34,33 @@ pub enum FinishReason {
 /// What a request's channel receives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// A generated token, sent as soon as it is chosen (an end-of-sequence id too).
     Token(TokenChoice),
-    Done { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    /// The sequence ended; the last event sent for it.
+    Done {
+        /// Why it ended.
+        reason: FinishReason,
+        /// Tokens of the prompt.
+        prompt_tokens: usize,
+        /// Tokens generated, counting an end-of-sequence id that ended it.
+        completion_tokens: usize,
+    },
+    /// The request failed (refused on admission, or its decode step failed); holds the
+    /// message. Nothing more is sent for it.
     Error(String),
 }
 
+/// One generation request for [`Engine::admit`].
 pub struct Request {
+    /// The prompt's token ids.
     pub prompt: Vec<u32>,
+    /// How its tokens are sampled.
     pub params: SamplingParams,
+    /// Most tokens to generate, ≥ 1.
     pub max_tokens: usize,
+    /// Ids that end the sequence with [`FinishReason::Stop`] once generated.
     pub eos_ids: Vec<u32>,
+    /// Where the request's tokens and its end are sent.
     pub events: Sender<Event>,
 }
 
@@ -83,6 +100,8 @@ pub fn check_request(config: &ModelConfig, context: usize, prompt: &[u32], param
     Ok(())
 }
 
+/// The continuous-batching engine over one model: a fixed number of slots sharing one
+/// multi-slot KV cache and one [`BatchSampler`].
 pub struct Engine<'m> {
     dev: Device,
     model: &'m Model,
@@ -116,6 +135,7 @@ impl<'m> Engine<'m> {
         })
     }
 
+    /// Number of slots (sequences that can run at once).
     pub fn slots(&self) -> usize {
         self.cache.slots()
     }
@@ -130,10 +150,12 @@ impl<'m> Engine<'m> {
         self.context
     }
 
+    /// Number of slots holding a running sequence.
     pub fn active(&self) -> usize {
         self.active.iter().filter(|a| a.is_some()).count()
     }
 
+    /// Whether [`Engine::admit`] would find a free slot.
     pub fn has_free_slot(&self) -> bool {
         self.active.iter().any(Option::is_none)
     }

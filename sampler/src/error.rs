@@ -5,12 +5,19 @@ use kiln_model::ModelError;
 use kiln_tensor::TensorError;
 use thiserror::Error;
 
+/// Every error of the sampler crate.
 #[derive(Debug, Error)]
 pub enum SamplerError {
     /// A sampling or scoring parameter is out of range.
     #[error("invalid {name}: {detail}")]
-    Param { name: String, detail: String },
+    Param {
+        /// The parameter's name (`temperature`, `max_tokens`, `beams`, ...).
+        name: String,
+        /// What was wrong and the allowed range.
+        detail: String,
+    },
 
+    /// An error from the model crate (e.g. a prompt it refuses, a failed forward pass).
     #[error(transparent)]
     Model(#[from] ModelError),
 
@@ -25,6 +32,7 @@ impl From<TensorError> for SamplerError {
     }
 }
 
+/// `Result` with [`SamplerError`].
 pub type Result<T> = std::result::Result<T, SamplerError>;
 
 /// Shorthand for a [`SamplerError::Param`].

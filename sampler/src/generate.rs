@@ -13,11 +13,16 @@ use crate::gpu::{Sampler, TokenChoice};
 use crate::params::SamplingParams;
 use crate::Result;
 
+/// Counts, times and sizes of one [`generate`] call.
 #[derive(Clone, Debug, Default)]
 pub struct GenerateStats {
+    /// Tokens in the prompt.
     pub prompt_tokens: usize,
+    /// Tokens generated.
     pub generated_tokens: usize,
+    /// Wall time of the prefill, the first token's sampling and readback included.
     pub prefill: Duration,
+    /// Wall time from the first token to the end: the decode steps and the `on_token` calls.
     pub decode: Duration,
     /// Bytes of the KV cache on the GPU.
     pub kv_cache_bytes: u64,
@@ -30,6 +35,7 @@ pub struct GenerateStats {
 }
 
 impl GenerateStats {
+    /// Prompt tokens per second of [`GenerateStats::prefill`].
     pub fn prefill_tok_s(&self) -> f64 {
         self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
     }
@@ -39,8 +45,11 @@ impl GenerateStats {
     }
 }
 
+/// Settings of [`generate`].
 pub struct GenerateOptions {
+    /// Most tokens to generate. The prefill always produces one, so 0 does not mean none.
     pub max_new_tokens: usize,
+    /// How each token is sampled.
     pub sampling: SamplingParams,
     /// Stop after emitting one of these ids.
     pub eos_ids: Vec<u32>,
@@ -49,6 +58,7 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
+    /// Greedy decoding of up to `max_new_tokens` tokens, stopping at `eos_ids`, no trace.
     pub fn greedy(max_new_tokens: usize, eos_ids: Vec<u32>) -> GenerateOptions {
         GenerateOptions { max_new_tokens, sampling: SamplingParams::greedy(), eos_ids, trace: false }
     }
@@ -57,7 +67,9 @@ impl GenerateOptions {
 /// Whether generation goes on after a token (the caller may stop it, e.g. at a stop string).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
+    /// Generate the next token.
     Continue,
+    /// Stop after this token.
     Stop,
 }
 

@@ -13,6 +13,7 @@ use crate::Result;
 /// The token a step chose, with its log-probs when asked for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenChoice {
+    /// The chosen token id.
     pub id: u32,
     /// log p(id) under the model's full distribution (softmax of the raw logits).
     pub logprob: Option<f32>,
@@ -20,6 +21,8 @@ pub struct TokenChoice {
     pub top: Vec<(u32, f32)>,
 }
 
+/// One sequence's sampling buffers on the GPU and the host-readable copy of each step's
+/// choice.
 pub struct Sampler {
     buffers: SampleBuffers,
     plan: StepPlan,

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! kiln-sampler: what happens to the logits after the forward pass, on the GPU.
 //!
 //! - [`params`]: the sampling parameters and their validation.

@@ -5,7 +5,7 @@
 //! 1. repetition penalty (HF semantics: over ids seen in the prompt or the output, a
 //!    logit x becomes x / r when x > 0 and x · r otherwise);
 //! 2. frequency and presence penalties (OpenAI semantics, over output ids only:
-//!    x − f · count − p · [count > 0]);
+//!    `x − f · count − p · [count > 0]`);
 //! 3. logit bias (added; a ban is −inf);
 //! 4. temperature (x / T; T = 0 means greedy: steps 5-8 are skipped);
 //! 5. top-k (keep the ids whose logit is ≥ the k-th largest: ties at the boundary stay);
@@ -20,6 +20,8 @@ use crate::error::{param_error, Result};
 /// The most alternatives `logprobs` may ask for per token (as OpenAI's `top_logprobs`).
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
+/// How to choose each token; `Default` is plain sampling at temperature 1 with every filter
+/// and penalty off, seed 0.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
     /// 0 is greedy; otherwise softmax(logits / temperature).
@@ -67,6 +69,7 @@ impl SamplingParams {
         SamplingParams { temperature: 0.0, ..Default::default() }
     }
 
+    /// True when the temperature is 0.
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
     }

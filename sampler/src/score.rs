@@ -35,6 +35,7 @@ pub const MAX_CHUNK_ROWS: usize = 256;
 pub struct TokenScore {
     /// Index in the scored ids (the token is predicted from positions 0..position).
     pub position: usize,
+    /// The scored token id.
     pub id: u32,
     /// ln p(id | prefix), nats (≤ 0).
     pub logprob: f32,
@@ -47,6 +48,7 @@ pub struct TokenScore {
 }
 
 impl TokenScore {
+    /// `exp(logprob)`: the token's probability.
     pub fn prob(&self) -> f64 {
         f64::from(self.logprob).exp()
     }
@@ -59,6 +61,7 @@ impl TokenScore {
 /// Totals over a run of scored tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Totals {
+    /// Tokens scored.
     pub tokens: usize,
     /// UTF-8 bytes of the tokens' text.
     pub bytes: usize,
@@ -77,6 +80,8 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Totals of `scores`, whose text is `bytes` UTF-8 bytes long. With no scores the mean is 0
+    /// (perplexity 1); with `bytes` 0 the per-byte figures are NaN.
     pub fn new(scores: &[TokenScore], bytes: usize) -> Totals {
         let sum: f64 = scores.iter().map(|s| f64::from(s.logprob)).sum();
         let n = scores.len();
@@ -98,9 +103,13 @@ impl Totals {
 /// A scored text: `ids[..first_scored]` are context, `tokens` scores `ids[first_scored..]`.
 #[derive(Clone, Debug)]
 pub struct TextScore {
+    /// Every token id of the text, context included.
     pub ids: Vec<u32>,
+    /// Index in `ids` of the first scored token.
     pub first_scored: usize,
+    /// Scores of `ids[first_scored..]`, in order.
     pub tokens: Vec<TokenScore>,
+    /// Totals over `tokens`.
     pub totals: Totals,
 }
 
@@ -108,12 +117,16 @@ pub struct TextScore {
 /// answer's own totals. `ids[answer_start..]` are the answer's tokens.
 #[derive(Clone, Debug)]
 pub struct AnswerScore {
+    /// The whole sequence, context then answer, scored.
     pub text: TextScore,
+    /// Index in `text.ids` of the answer's first token.
     pub answer_start: usize,
     /// The context and answer as tokenized (trailing whitespace of the context moves to
     /// the answer, see [`score_answer`]).
     pub context: String,
+    /// The answer as tokenized (with any trailing whitespace moved from the context).
     pub answer: String,
+    /// Totals over the answer's tokens only.
     pub answer_totals: Totals,
 }
 

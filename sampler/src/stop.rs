@@ -4,6 +4,7 @@
 
 use crate::error::{param_error, Result};
 
+/// Watches streamed text for stop strings (see the module docs).
 #[derive(Debug)]
 pub struct StopStrings {
     stops: Vec<String>,
@@ -12,6 +13,7 @@ pub struct StopStrings {
 }
 
 impl StopStrings {
+    /// A watcher for `stops`; an empty stop string is an error.
     pub fn new(stops: &[String]) -> Result<StopStrings> {
         if stops.iter().any(String::is_empty) {
             return Err(param_error("stop", "a stop string must not be empty"));
@@ -19,6 +21,7 @@ impl StopStrings {
         Ok(StopStrings { stops: stops.to_vec(), pending: String::new(), stopped: false })
     }
 
+    /// Whether a stop string has been reached.
     pub fn stopped(&self) -> bool {
         self.stopped
     }

@@ -20,13 +20,18 @@ pub enum BackendChoice {
     /// Every native backend; the first adapter that is not a CPU wins.
     #[default]
     Auto,
+    /// Vulkan only.
     Vulkan,
+    /// Metal only.
     Metal,
+    /// Direct3D 12 only.
     Dx12,
+    /// OpenGL / OpenGL ES only.
     Gl,
 }
 
 impl BackendChoice {
+    /// The wgpu backend set this choice enumerates; `Auto` is the primary backends plus GL.
     pub fn backends(self) -> wgpu::Backends {
         match self {
             BackendChoice::Auto => wgpu::Backends::PRIMARY | wgpu::Backends::GL,
@@ -76,7 +81,9 @@ impl fmt::Display for BackendChoice {
 /// How to choose a device: backend and optional adapter index (as listed by `kiln devices`).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
+    /// Which graphics API to enumerate adapters on.
     pub backend: BackendChoice,
+    /// Index into [`list_adapters`] for that backend; `None` takes the first.
     pub adapter: Option<usize>,
 }
 
@@ -182,6 +189,9 @@ impl Device {
         Device::new(&DeviceOptions { backend: BackendChoice::from_env()?, adapter: None })
     }
 
+    /// Open a device on `adapter` with the adapter's own limits and those of
+    /// [`wanted_features`] it has. Validation errors are recorded instead of panicking and
+    /// returned by the next [`Device::sync`]; a device loss is recorded for [`Device::lost`].
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
         let info = adapter.get_info();
         // wgpu's default limits are far below what real GPUs allow: ask for the adapter's own.
@@ -240,30 +250,39 @@ impl Device {
         self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The underlying wgpu device.
     pub fn wgpu(&self) -> &wgpu::Device {
         &self.inner.device
     }
+    /// The device's queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
+    /// The adapter the device was opened on.
     pub fn adapter(&self) -> &wgpu::Adapter {
         &self.inner.adapter
     }
+    /// The adapter's name, backend, device type and driver.
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
     }
+    /// The backend the adapter belongs to.
     pub fn backend(&self) -> wgpu::Backend {
         self.inner.info.backend
     }
+    /// The limits the device was opened with (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
     }
+    /// The optional features enabled on the device: those of [`wanted_features`] the adapter has.
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
+    /// Whether TIMESTAMP_QUERY is enabled, so [`crate::Recorder::with_timing`] can time dispatches.
     pub fn has_timestamps(&self) -> bool {
         self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
+    /// The device's buffer pool, which [`crate::Tensor::empty`] draws from.
     pub fn pool(&self) -> &BufferPool {
         &self.inner.pool
     }
@@ -483,18 +502,33 @@ pub fn describe_adapter(adapter: &wgpu::Adapter) -> AdapterReport {
     }
 }
 
+/// What `kiln devices` prints about one adapter: [`wgpu::AdapterInfo`], the limits kiln
+/// depends on, and which of the features it cares about are present.
 #[derive(Clone, Debug)]
 pub struct AdapterReport {
+    /// Adapter name as the driver reports it.
     pub name: String,
+    /// Backend, as wgpu's `Debug` prints it (`Vulkan`, `Gl`, ...).
     pub backend: String,
+    /// Device type, as wgpu's `Debug` prints it (`DiscreteGpu`, `Cpu`, ...).
     pub device_type: String,
+    /// Driver name.
     pub driver: String,
+    /// Driver version / description string.
     pub driver_info: String,
+    /// Largest buffer the adapter can create, in bytes.
     pub max_buffer_size: u64,
+    /// Largest storage-buffer binding, in bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// Workgroup (shared) memory per workgroup, in bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Most invocations in one workgroup.
     pub max_compute_invocations_per_workgroup: u32,
+    /// Most workgroups in one dispatch dimension.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Most storage buffers one shader stage can bind.
     pub max_storage_buffers_per_shader_stage: u32,
+    /// Names of the present features among SHADER_F16, SUBGROUP, TIMESTAMP_QUERY,
+    /// TIMESTAMP_QUERY_INSIDE_PASSES, SHADER_INT64 and IMMEDIATES.
     pub features: Vec<String>,
 }

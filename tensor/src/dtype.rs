@@ -12,17 +12,29 @@ use std::fmt;
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float, 4 bytes per element.
     F32,
+    /// IEEE half float, 2 bytes per element.
     F16,
+    /// bfloat16, 2 bytes per element.
     BF16,
+    /// 32-bit unsigned integer (token ids, indices), 4 bytes per element; the only non-float type.
     U32,
+    /// GGUF Q8_0: blocks of 32 elements, 36 bytes on the GPU (34 in GGUF).
     Q8_0,
+    /// GGUF Q4_0: blocks of 32 elements, 20 bytes on the GPU (18 in GGUF).
     Q4_0,
+    /// GGUF Q4_1: blocks of 32 elements, 20 bytes on the GPU and in GGUF.
     Q4_1,
+    /// GGUF Q5_0: blocks of 32 elements, 24 bytes on the GPU (22 in GGUF).
     Q5_0,
+    /// GGUF Q5_1: blocks of 32 elements, 24 bytes on the GPU and in GGUF.
     Q5_1,
+    /// GGUF Q4_K: blocks of 256 elements, 144 bytes on the GPU and in GGUF.
     Q4_K,
+    /// GGUF Q5_K: blocks of 256 elements, 176 bytes on the GPU and in GGUF.
     Q5_K,
+    /// GGUF Q6_K: blocks of 256 elements, 212 bytes on the GPU (210 in GGUF).
     Q6_K,
 }
 
@@ -84,6 +96,7 @@ impl DType {
         self.block_bytes()
     }
 
+    /// True for the GGUF block types (more than one element per block).
     pub fn is_quantized(self) -> bool {
         self.block_size() > 1
     }
@@ -107,10 +120,12 @@ impl DType {
         }
     }
 
+    /// True for every type but `U32`, the block types included.
     pub fn is_float(self) -> bool {
         !matches!(self, DType::U32)
     }
 
+    /// Lower-case name (`f32`, `q4_k`, ...), as `Display` prints it.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -137,6 +152,7 @@ impl fmt::Display for DType {
 
 /// Host element types that can be uploaded directly.
 pub trait HostElem: bytemuck::Pod {
+    /// The [`DType`] a tensor uploaded from this type has.
     const DTYPE: DType;
 }
 impl HostElem for f32 {

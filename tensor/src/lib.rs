@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! kiln-tensor: the layer between wgpu and everything else.
 //!
 //! - [`Device`]: adapter selection (`--backend`, `--adapter`, `KILN_BACKEND`), the

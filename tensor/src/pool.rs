@@ -11,6 +11,8 @@ const BUCKET_BYTES: u64 = 256;
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
+/// Free lists of storage buffers, bucketed by size (rounded up to 256 bytes), shared by the
+/// clones of one [`crate::Device`].
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<PoolInner>,
@@ -44,6 +46,7 @@ impl BufferPool {
         }
     }
 
+    /// The buffer size a request for `bytes` gets: at least 4, rounded up to a multiple of 256.
     pub fn bucket_size(bytes: u64) -> u64 {
         bytes.max(4).div_ceil(BUCKET_BYTES) * BUCKET_BYTES
     }
@@ -72,6 +75,7 @@ impl BufferPool {
         PooledBuffer { buffer: Some(buffer), pool: Some(self.inner.clone()) }
     }
 
+    /// Allocation, reuse and free-byte counters so far.
     pub fn stats(&self) -> PoolStats {
         *self.inner.stats.lock().unwrap()
     }

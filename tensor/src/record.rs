@@ -23,11 +23,15 @@ const MAX_BINDINGS: usize = 16;
 pub struct Dispatch<'a> {
     /// `family::entry`, e.g. `matmul::matmul`; shown in traces and benches.
     pub kernel: &'static str,
+    /// The compiled pipeline to run (from [`crate::Device::pipeline`]).
     pub pipeline: &'a wgpu::ComputePipeline,
+    /// Tensors bound first, at bindings 0.., in this order.
     pub inputs: &'a [&'a Tensor],
+    /// Tensors bound after the inputs, in this order.
     pub outputs: &'a [&'a Tensor],
     /// Bytes of the kernel's `params` uniform (a `#[repr(C)]` Pod struct); may be empty.
     pub params: &'a [u8],
+    /// Workgroup counts in x, y, z; a zero anywhere records nothing.
     pub workgroups: [u32; 3],
     /// Floating-point operations (a multiply-add counts 2).
     pub flops: u64,
@@ -38,17 +42,24 @@ pub struct Dispatch<'a> {
 /// What a trace keeps of one dispatch.
 #[derive(Clone, Debug)]
 pub struct TraceEntry {
+    /// The dispatch's `family::entry` name.
     pub kernel: &'static str,
+    /// Shape and dtype of each input tensor.
     pub inputs: Vec<(Vec<usize>, DType)>,
+    /// Shape and dtype of each output tensor.
     pub outputs: Vec<(Vec<usize>, DType)>,
+    /// Workgroup counts in x, y, z.
     pub workgroups: [u32; 3],
+    /// Floating-point operations, as the launcher counted them.
     pub flops: u64,
+    /// Minimum bytes read and written, as the launcher counted them.
     pub bytes: u64,
 }
 
 /// What `submit` returns.
 #[derive(Clone, Debug, Default)]
 pub struct Submitted {
+    /// One entry per dispatch when the recorder was made [`Recorder::with_trace`]; else empty.
     pub trace: Vec<TraceEntry>,
     /// GPU time of each dispatch in nanoseconds, when timing was requested and supported.
     pub gpu_ns: Option<Vec<f64>>,
@@ -60,6 +71,8 @@ struct Timing {
     used: u32,
 }
 
+/// Records kernel dispatches, clears and copies into one command encoder and submits them
+/// together with [`Recorder::submit`].
 pub struct Recorder {
     device: Device,
     encoder: wgpu::CommandEncoder,
@@ -76,6 +89,7 @@ fn align_up(x: u64, a: u64) -> u64 {
 }
 
 impl Recorder {
+    /// An empty recording on `device`, without trace or timing.
     pub fn new(device: &Device) -> Recorder {
         let encoder = device.wgpu().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln") });
         Recorder {
@@ -110,6 +124,7 @@ impl Recorder {
         self
     }
 
+    /// The device this recorder records for.
     pub fn device(&self) -> &Device {
         &self.device
     }

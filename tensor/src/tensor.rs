@@ -14,6 +14,8 @@ use crate::dtype::{DType, HostElem};
 use crate::error::{Result, TensorError};
 use crate::pool::{PooledBuffer, STORAGE_USAGE};
 
+/// A contiguous row-major tensor in a GPU buffer: shape, dtype and byte offset into a shared
+/// buffer. Cloning shares the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     storage: Arc<PooledBuffer>,
@@ -192,9 +194,11 @@ impl Tensor {
         Ok(())
     }
 
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
@@ -203,21 +207,27 @@ impl Tensor {
         let idx = if i < 0 { self.shape.len() as isize + i } else { i };
         self.shape[idx as usize]
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// Number of elements (product of the shape).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Bytes the elements take ([`DType::storage_bytes`]), before rounding up to 4.
     pub fn byte_len(&self) -> u64 {
         self.dtype.storage_bytes(self.numel())
     }
+    /// The device the buffer lives on.
     pub fn device(&self) -> &Device {
         &self.device
     }
+    /// The whole GPU buffer this tensor views (it may be larger and shared with other views).
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.storage.buffer()
     }
+    /// Where this tensor's bytes start in [`Tensor::buffer`].
     pub fn byte_offset(&self) -> u64 {
         self.offset
     }
@@ -333,6 +343,7 @@ impl Tensor {
         })
     }
 
+    /// Read back a `U32` tensor; any other dtype is a [`crate::TensorError::DType`].
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         if self.dtype != DType::U32 {
             return Err(TensorError::dtype("to_vec_u32", format!("tensor holds {}", self.dtype)));

@@ -7,7 +7,7 @@
 //! - [`Reliability`]: a reliability diagram (confidence bins against their accuracy,
 //!   with counts and the diagonal of perfect calibration) for evaluation calibration.
 //!
-//! Each is a [`Plot`]; [`write`] picks SVG or PNG from the file name. All text is drawn
+//! Each is a [`Plot`]; [`write()`] picks SVG or PNG from the file name. All text is drawn
 //! with fonts embedded in the binary ([`text`]): any token shows as itself, CJK and
 //! emoji included, and what the fonts cannot draw shows escaped (`\u{...}`).
 

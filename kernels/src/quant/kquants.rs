@@ -47,8 +47,11 @@ pub const QK_K: usize = 256;
 
 /// Byte offsets of the repacked Q6_K fields (see the module docs).
 pub const Q6_K_REPACKED_D: usize = 0;
+/// Byte offset of `ql` (128 bytes of low 4-bit quants) in a repacked Q6_K block.
 pub const Q6_K_REPACKED_QL: usize = 4;
+/// Byte offset of `qh` (64 bytes of high 2-bit quants) in a repacked Q6_K block.
 pub const Q6_K_REPACKED_QH: usize = 132;
+/// Byte offset of the 16 i8 sub-block scales in a repacked Q6_K block.
 pub const Q6_K_REPACKED_SCALES: usize = 196;
 
 /// Which layout a byte slice is in, for error messages and field offsets.

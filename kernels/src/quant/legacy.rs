@@ -6,11 +6,11 @@
 //!
 //! | type | GGUF block (bytes)                 | value                                  |
 //! |------|------------------------------------|----------------------------------------|
-//! | Q8_0 | d@0, qs[32]@2 (i8)                 | `qs[j] · d`                            |
-//! | Q4_0 | d@0, qs[16]@2                      | `(nib(j) - 8) · d`                     |
-//! | Q4_1 | d@0, m@2, qs[16]@4                 | `nib(j) · d + m`                       |
-//! | Q5_0 | d@0, qh: u32@2, qs[16]@6           | `(nib(j) + 16·bit(j) - 16) · d`        |
-//! | Q5_1 | d@0, m@2, qh: u32@4, qs[16]@8      | `(nib(j) + 16·bit(j)) · d + m`         |
+//! | Q8_0 | d@0, qs\[32\]@2 (i8)               | `qs[j] · d`                            |
+//! | Q4_0 | d@0, qs\[16\]@2                    | `(nib(j) - 8) · d`                     |
+//! | Q4_1 | d@0, m@2, qs\[16\]@4               | `nib(j) · d + m`                       |
+//! | Q5_0 | d@0, qh: u32@2, qs\[16\]@6         | `(nib(j) + 16·bit(j) - 16) · d`        |
+//! | Q5_1 | d@0, m@2, qh: u32@4, qs\[16\]@8    | `(nib(j) + 16·bit(j)) · d + m`         |
 //!
 //! `nib(j)` is the low nibble of `qs[j]` for j < 16 and the high nibble of `qs[j - 16]`
 //! for j ≥ 16; `bit(j)` is bit `j` of the little-endian `qh`. Products and the `+ m` are
@@ -21,11 +21,11 @@
 //!
 //! | type | bytes | repacked block (byte offsets)                        |
 //! |------|-------|------------------------------------------------------|
-//! | Q8_0 | 36    | d@0, pad@2..4, qs[32]@4 (word 1 + j/4, byte j % 4)   |
-//! | Q4_0 | 20    | d@0, pad@2..4, qs[16]@4                              |
-//! | Q4_1 | 20    | d@0, m@2, qs[16]@4 (identical to GGUF)               |
-//! | Q5_0 | 24    | d@0, pad@2..4, qh@4, qs[16]@8                        |
-//! | Q5_1 | 24    | d@0, m@2, qh@4, qs[16]@8 (identical to GGUF)         |
+//! | Q8_0 | 36    | d@0, pad@2..4, qs\[32\]@4 (word 1 + j/4, byte j % 4) |
+//! | Q4_0 | 20    | d@0, pad@2..4, qs\[16\]@4                            |
+//! | Q4_1 | 20    | d@0, m@2, qs\[16\]@4 (identical to GGUF)             |
+//! | Q5_0 | 24    | d@0, pad@2..4, qh@4, qs\[16\]@8                      |
+//! | Q5_1 | 24    | d@0, m@2, qh@4, qs\[16\]@8 (identical to GGUF)       |
 
 use half::f16;
 use kiln_tensor::{DType, Result, TensorError};

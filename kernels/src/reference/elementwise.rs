@@ -10,10 +10,12 @@ pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().enumerate().map(|(i, x)| x * b[i % b.len()]).collect()
 }
 
+/// `x · sigmoid(x)` for one value, computed in f64.
 pub fn silu_scalar(x: f32) -> f32 {
     (x as f64 / (1.0 + (-x as f64).exp())) as f32
 }
 
+/// [`silu_scalar`] of every element.
 pub fn silu(a: &[f32]) -> Vec<f32> {
     a.iter().map(|&x| silu_scalar(x)).collect()
 }

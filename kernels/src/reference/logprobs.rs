@@ -4,13 +4,18 @@
 /// One row's scores, as the kernel writes them (`[logprob, entropy, rank, argmax]`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RowScore {
+    /// Natural-log probability of the target under the row's softmax.
     pub logprob: f64,
+    /// Entropy of the row's softmax, in nats.
     pub entropy: f64,
+    /// 1 + the number of entries larger than the target's logit.
     pub rank: f64,
+    /// Smallest index of the row's largest non-NaN value.
     pub argmax: u32,
 }
 
 impl RowScore {
+    /// The four columns as the kernel writes them: `[logprob, entropy, rank, argmax]` as f32.
     pub fn to_f32(self) -> [f32; 4] {
         [self.logprob as f32, self.entropy as f32, self.rank as f32, self.argmax as f32]
     }

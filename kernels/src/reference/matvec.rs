@@ -22,8 +22,22 @@ pub fn matvec_rows(x: &[f32], w: &[f32], n: usize, k: usize) -> Vec<f32> {
 /// A norm folded in front of the matvec, as [`crate::matvec::FoldedNorm`].
 #[derive(Clone, Copy)]
 pub enum Norm<'a> {
-    Rms { weight: &'a [f32], eps: f32 },
-    Layer { weight: &'a [f32], bias: &'a [f32], eps: f32 },
+    /// RMSNorm ([`crate::reference::norm::rms_norm`]).
+    Rms {
+        /// Scale, length k.
+        weight: &'a [f32],
+        /// Added to the mean square before the square root.
+        eps: f32,
+    },
+    /// LayerNorm ([`crate::reference::norm::layer_norm`]).
+    Layer {
+        /// Scale, length k.
+        weight: &'a [f32],
+        /// Shift, length k.
+        bias: &'a [f32],
+        /// Added to the variance before the square root.
+        eps: f32,
+    },
 }
 
 /// The twin of `matvec_fused`, composed from the separate ops' twins in the kernel's

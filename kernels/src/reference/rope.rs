@@ -37,8 +37,8 @@ pub fn cpu_table(head_dim: usize, theta: f32, max_positions: usize) -> Vec<f32> 
 
 /// Rotate `x` `[seq, n_heads, head_dim]`; token t sits at position `pos_offset + t`.
 ///
-/// Pair j (0 ≤ j < head_dim/2) is (x[j], x[j + head_dim/2]) in the half-split form (HF
-/// `rotate_half`, Llama/Qwen2) or (x[2j], x[2j+1]) when `interleaved` (GPT-J, llama.cpp
+/// Pair j (0 ≤ j < head_dim/2) is `(x[j], x[j + head_dim/2])` in the half-split form (HF
+/// `rotate_half`, Llama/Qwen2) or `(x[2j], x[2j+1])` when `interleaved` (GPT-J, llama.cpp
 /// "normal"); with (c, s) = table[pos, j] it becomes (a c - b s, b c + a s).
 pub fn rope(
     x: &[f32],

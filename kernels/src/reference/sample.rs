@@ -6,6 +6,7 @@ use crate::sample::{SampleRow, HISTORY_PROMPT_BIT};
 
 /// Stand-ins for ±inf, as in the WGSL: NaN and −inf become LOWEST, +inf HIGHEST.
 pub const LOWEST: f32 = f32::MIN;
+/// Stand-in for +inf.
 pub const HIGHEST: f32 = f32::MAX;
 
 /// NaN and −inf → LOWEST, +inf → HIGHEST (`sanitize` in order.wgsl).
@@ -149,7 +150,7 @@ pub fn draw(x: &[f32], row: &SampleRow) -> u32 {
     best.map_or(0, |(_, i)| i as u32)
 }
 
-/// log softmax(raw)[id] in f64 (NaN and −inf logits count as LOWEST).
+/// `log softmax(raw)[id]` in f64 (NaN and −inf logits count as LOWEST).
 pub fn logprob(raw: &[f32], id: usize) -> f64 {
     let xs: Vec<f64> = raw.iter().map(|&v| sanitize(v) as f64).collect();
     let m = xs.iter().cloned().fold(f64::MIN, f64::max);

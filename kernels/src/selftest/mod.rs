@@ -64,11 +64,13 @@ type RunFn = Box<dyn Fn(&Device, &mut Checks) -> CaseResult + Send + Sync>;
 
 /// One named self-test.
 pub struct Case {
+    /// The name `kiln selftest` prints and filters on.
     pub name: String,
     run: RunFn,
 }
 
 impl Case {
+    /// A case named `name` that runs `run`.
     pub fn new(
         name: impl Into<String>,
         run: impl Fn(&Device, &mut Checks) -> CaseResult + Send + Sync + 'static,
@@ -112,16 +114,24 @@ impl Case {
 /// Pass, fail (with what went wrong) or skip (with why).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Status {
+    /// Every check passed.
     Pass,
+    /// A check failed, a launcher or GPU operation failed, or the case panicked; holds the
+    /// messages.
     Fail(String),
+    /// The adapter cannot run the case; holds why.
     Skip(String),
 }
 
 /// A finished case.
 pub struct Outcome {
+    /// The case's name.
     pub name: String,
+    /// Pass, fail or skip.
     pub status: Status,
+    /// What the case compared.
     pub checks: Checks,
+    /// Wall time of the case.
     pub elapsed: Duration,
 }
 
@@ -140,6 +150,7 @@ pub struct Checks {
     pub tol: Option<Tol>,
     /// Values compared exactly (ids, ranks, kept flags) and how many differed.
     pub exact_total: usize,
+    /// How many of those exactly compared values differed.
     pub exact_mismatches: usize,
     /// One message per failed comparison.
     pub failures: Vec<String>,

@@ -27,19 +27,24 @@ pub const KEY_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` (or whatever the template knows, e.g. `tool`).
     pub role: String,
+    /// The message text.
     pub content: String,
 }
 
 impl ChatMessage {
+    /// A message with any role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
         ChatMessage { role: role.into(), content: content.into() }
     }
+    /// A `system` message.
     pub fn system(content: impl Into<String>) -> ChatMessage {
         ChatMessage::new("system", content)
     }
+    /// A `user` message.
     pub fn user(content: impl Into<String>) -> ChatMessage {
         ChatMessage::new("user", content)
     }
+    /// An `assistant` message.
     pub fn assistant(content: impl Into<String>) -> ChatMessage {
         ChatMessage::new("assistant", content)
     }

@@ -14,39 +14,73 @@ use kiln_tensor::DType;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum GgmlType {
+    /// ggml `F32` (id 0): 4 bytes per element; loads as [`DType::F32`].
     F32 = 0,
+    /// ggml `F16` (id 1): 2 bytes per element; loads as [`DType::F16`].
     F16 = 1,
+    /// ggml `Q4_0` (id 2): blocks of 32 elements in 18 bytes; loads as [`DType::Q4_0`].
     Q4_0 = 2,
+    /// ggml `Q4_1` (id 3): blocks of 32 elements in 20 bytes; loads as [`DType::Q4_1`].
     Q4_1 = 3,
+    /// ggml `Q5_0` (id 6): blocks of 32 elements in 22 bytes; loads as [`DType::Q5_0`].
     Q5_0 = 6,
+    /// ggml `Q5_1` (id 7): blocks of 32 elements in 24 bytes; loads as [`DType::Q5_1`].
     Q5_1 = 7,
+    /// ggml `Q8_0` (id 8): blocks of 32 elements in 34 bytes; loads as [`DType::Q8_0`].
     Q8_0 = 8,
+    /// ggml `Q8_1` (id 9): blocks of 32 elements in 36 bytes; kiln cannot load it.
     Q8_1 = 9,
+    /// ggml `Q2_K` (id 10): blocks of 256 elements in 84 bytes; kiln cannot load it.
     Q2_K = 10,
+    /// ggml `Q3_K` (id 11): blocks of 256 elements in 110 bytes; kiln cannot load it.
     Q3_K = 11,
+    /// ggml `Q4_K` (id 12): blocks of 256 elements in 144 bytes; loads as [`DType::Q4_K`].
     Q4_K = 12,
+    /// ggml `Q5_K` (id 13): blocks of 256 elements in 176 bytes; loads as [`DType::Q5_K`].
     Q5_K = 13,
+    /// ggml `Q6_K` (id 14): blocks of 256 elements in 210 bytes; loads as [`DType::Q6_K`].
     Q6_K = 14,
+    /// ggml `Q8_K` (id 15): blocks of 256 elements in 292 bytes; kiln cannot load it.
     Q8_K = 15,
+    /// ggml `IQ2_XXS` (id 16): blocks of 256 elements in 66 bytes; kiln cannot load it.
     IQ2_XXS = 16,
+    /// ggml `IQ2_XS` (id 17): blocks of 256 elements in 74 bytes; kiln cannot load it.
     IQ2_XS = 17,
+    /// ggml `IQ3_XXS` (id 18): blocks of 256 elements in 98 bytes; kiln cannot load it.
     IQ3_XXS = 18,
+    /// ggml `IQ1_S` (id 19): blocks of 256 elements in 50 bytes; kiln cannot load it.
     IQ1_S = 19,
+    /// ggml `IQ4_NL` (id 20): blocks of 32 elements in 18 bytes; kiln cannot load it.
     IQ4_NL = 20,
+    /// ggml `IQ3_S` (id 21): blocks of 256 elements in 110 bytes; kiln cannot load it.
     IQ3_S = 21,
+    /// ggml `IQ2_S` (id 22): blocks of 256 elements in 82 bytes; kiln cannot load it.
     IQ2_S = 22,
+    /// ggml `IQ4_XS` (id 23): blocks of 256 elements in 136 bytes; kiln cannot load it.
     IQ4_XS = 23,
+    /// ggml `I8` (id 24): 1 bytes per element; kiln cannot load it.
     I8 = 24,
+    /// ggml `I16` (id 25): 2 bytes per element; kiln cannot load it.
     I16 = 25,
+    /// ggml `I32` (id 26): 4 bytes per element; kiln cannot load it.
     I32 = 26,
+    /// ggml `I64` (id 27): 8 bytes per element; kiln cannot load it.
     I64 = 27,
+    /// ggml `F64` (id 28): 8 bytes per element; kiln cannot load it.
     F64 = 28,
+    /// ggml `IQ1_M` (id 29): blocks of 256 elements in 56 bytes; kiln cannot load it.
     IQ1_M = 29,
+    /// ggml `BF16` (id 30): 2 bytes per element; loads as [`DType::BF16`].
     BF16 = 30,
+    /// ggml `TQ1_0` (id 34): blocks of 256 elements in 54 bytes; kiln cannot load it.
     TQ1_0 = 34,
+    /// ggml `TQ2_0` (id 35): blocks of 256 elements in 66 bytes; kiln cannot load it.
     TQ2_0 = 35,
+    /// ggml `MXFP4` (id 39): blocks of 32 elements in 17 bytes; kiln cannot load it.
     MXFP4 = 39,
+    /// ggml `NVFP4` (id 40): blocks of 64 elements in 36 bytes; kiln cannot load it.
     NVFP4 = 40,
+    /// ggml `Q1_0` (id 41): blocks of 128 elements in 18 bytes; kiln cannot load it.
     Q1_0 = 41,
 }
 

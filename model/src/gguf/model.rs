@@ -162,6 +162,8 @@ pub struct GgufSource<'a> {
 }
 
 impl<'a> GgufSource<'a> {
+    /// The tensors of `file` for a model with `config`; for Llama, Q and K rows are un-permuted
+    /// as they are read.
     pub fn new(file: &'a GgufFile, config: &ModelConfig) -> GgufSource<'a> {
         let permuted_qk = (config.arch == Arch::Llama).then_some((config.n_heads, config.n_kv_heads));
         GgufSource { file, permuted_qk }

@@ -40,7 +40,9 @@ pub const GGUF_MAX_DIMS: usize = 4;
 pub const GGUF_MAX_ARRAY_DEPTH: usize = 8;
 /// Longest metadata key (the GGUF specification's limit).
 pub const GGUF_MAX_KEY_BYTES: usize = 65_535;
+/// Metadata key of the data alignment in bytes.
 pub const KEY_ALIGNMENT: &str = "general.alignment";
+/// Metadata key of the architecture name (`llama`, `qwen2`, `gpt2`, ...).
 pub const KEY_ARCHITECTURE: &str = "general.architecture";
 
 /// Magic, version, tensor count, metadata count.
@@ -53,10 +55,12 @@ const MIN_TENSOR_INFO_BYTES: u64 = 8 + 1 + 4 + 4 + 8;
 /// One tensor as its GGUF tensor info describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GgufTensorInfo {
+    /// The tensor's name as stored.
     pub name: String,
     /// Dimensions in GGUF (ggml) order: `dims[0]` is the innermost, contiguous one (the
     /// row length). [`shape`](Self::shape) gives the PyTorch order.
     pub dims: Vec<usize>,
+    /// Its ggml type.
     pub ggml_type: GgmlType,
     /// Offset of the data from the start of the data section, as stored.
     pub offset: u64,
@@ -65,6 +69,7 @@ pub struct GgufTensorInfo {
 }
 
 impl GgufTensorInfo {
+    /// Number of dimensions.
     pub fn n_dims(&self) -> usize {
         self.dims.len()
     }
@@ -160,6 +165,7 @@ impl GgufFile {
         })
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -179,6 +185,7 @@ impl GgufFile {
         self.data_offset
     }
 
+    /// Size of the file in bytes.
     pub fn file_len(&self) -> u64 {
         self.mmap.len() as u64
     }
@@ -195,6 +202,7 @@ impl GgufFile {
         self.meta_index.get(key).map(|&i| &self.metadata[i].1)
     }
 
+    /// Whether the metadata has `key`.
     pub fn contains_key(&self, key: &str) -> bool {
         self.meta_index.contains_key(key)
     }
@@ -217,6 +225,8 @@ impl GgufFile {
         self.typed(key, &format!("an integer that fits {name}"), |v| v.as_int().and_then(|i| T::try_from(i).ok()))
     }
 
+    /// The string value of `key`; an error naming the key and the file when it is missing or
+    /// not a string (as for every `get_*`).
     pub fn get_str(&self, key: &str) -> Result<&str> {
         self.typed(key, "a string", GgufValue::as_str)
     }
@@ -226,18 +236,22 @@ impl GgufFile {
         self.int(key, "uint32")
     }
 
+    /// Any integer type whose value fits u64.
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         self.int(key, "uint64")
     }
 
+    /// Any integer type whose value fits usize.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
         self.int(key, "usize")
     }
 
+    /// Any integer type whose value fits i32.
     pub fn get_i32(&self, key: &str) -> Result<i32> {
         self.int(key, "int32")
     }
 
+    /// Any integer type whose value fits i64.
     pub fn get_i64(&self, key: &str) -> Result<i64> {
         self.int(key, "int64")
     }
@@ -254,10 +268,12 @@ impl GgufFile {
         self.typed(key, "a number", GgufValue::as_f64)
     }
 
+    /// A bool value.
     pub fn get_bool(&self, key: &str) -> Result<bool> {
         self.typed(key, "a bool", GgufValue::as_bool)
     }
 
+    /// An array value of any element type, borrowed.
     pub fn get_array(&self, key: &str) -> Result<&GgufArray> {
         self.typed(key, "an array", GgufValue::as_array)
     }
@@ -289,14 +305,17 @@ impl GgufFile {
         self.int_array(key, "uint32")
     }
 
+    /// An array of any integer type whose elements all fit i32.
     pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>> {
         self.int_array(key, "int32")
     }
 
+    /// An array of any integer type whose elements all fit u64.
     pub fn get_u64_array(&self, key: &str) -> Result<Vec<u64>> {
         self.int_array(key, "uint64")
     }
 
+    /// An array of any integer type whose elements all fit i64.
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
         self.int_array(key, "int64")
     }
@@ -327,22 +346,27 @@ impl GgufFile {
         self.opt(key, Self::get_str)
     }
 
+    /// [`GgufFile::get_u32`], or `None` when `key` is absent.
     pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
         self.opt(key, Self::get_u32)
     }
 
+    /// [`GgufFile::get_u64`], or `None` when `key` is absent.
     pub fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
         self.opt(key, Self::get_u64)
     }
 
+    /// [`GgufFile::get_f32`], or `None` when `key` is absent.
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
         self.opt(key, Self::get_f32)
     }
 
+    /// [`GgufFile::get_f64`], or `None` when `key` is absent.
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         self.opt(key, Self::get_f64)
     }
 
+    /// [`GgufFile::get_bool`], or `None` when `key` is absent.
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         self.opt(key, Self::get_bool)
     }
@@ -359,6 +383,7 @@ impl GgufFile {
         &self.tensors
     }
 
+    /// The tensor info named `name`, if the file has one.
     pub fn tensor(&self, name: &str) -> Option<&GgufTensorInfo> {
         self.tensor_index.get(name).map(|&i| &self.tensors[i])
     }

@@ -1,4 +1,4 @@
-//! A [`Tokenizer`](crate::Tokenizer) built from a GGUF file's `tokenizer.ggml.*` metadata.
+//! A [`Tokenizer`] built from a GGUF file's `tokenizer.ggml.*` metadata.
 //!
 //! Only byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`: GPT-2, Qwen2,
 //! Llama 3, SmolLM, StarCoder, ...) are supported; SentencePiece (`"llama"`) and the
@@ -42,28 +42,48 @@ use super::GgufFile;
 use crate::error::{ModelError, Result};
 use crate::Tokenizer;
 
+/// Metadata key of the tokenizer model (`gpt2` for byte-level BPE).
 pub const KEY_MODEL: &str = "tokenizer.ggml.model";
+/// Metadata key of the pre-tokenizer name (see [`SUPPORTED_PRE`]).
 pub const KEY_PRE: &str = "tokenizer.ggml.pre";
+/// Metadata key of the vocabulary (string array, id = index).
 pub const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
+/// Metadata key of the BPE merges (string array, `"left right"`).
 pub const KEY_MERGES: &str = "tokenizer.ggml.merges";
+/// Metadata key of each token's type (see [`token_type`]).
 pub const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
+/// Metadata key of the beginning-of-sequence id.
 pub const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
+/// Metadata key of the end-of-sequence id.
 pub const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
+/// Metadata key of the end-of-turn id.
 pub const KEY_EOT: &str = "tokenizer.ggml.eot_token_id";
+/// Metadata key of the unknown-token id.
 pub const KEY_UNK: &str = "tokenizer.ggml.unknown_token_id";
+/// Metadata key of the padding id.
 pub const KEY_PAD: &str = "tokenizer.ggml.padding_token_id";
+/// Metadata key of whether encoding adds the BOS id.
 pub const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+/// Metadata key of whether encoding adds the EOS id.
 pub const KEY_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
+/// Metadata key of whether a space is prepended to the text.
 pub const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 pub mod token_type {
+    /// Token type 0: undefined.
     pub const UNDEFINED: i32 = 0;
+    /// Token type 1: a normal vocabulary token (what a missing type array means).
     pub const NORMAL: i32 = 1;
+    /// Token type 2: the unknown token.
     pub const UNKNOWN: i32 = 2;
+    /// Token type 3: a control token, added as a special token.
     pub const CONTROL: i32 = 3;
+    /// Token type 4: a user-defined token, added as a non-special added token.
     pub const USER_DEFINED: i32 = 4;
+    /// Token type 5: unused.
     pub const UNUSED: i32 = 5;
+    /// Token type 6: a byte token.
     pub const BYTE: i32 = 6;
 }
 
@@ -104,11 +124,15 @@ pub struct GgufTokenizerSpec {
     pub merges: Vec<String>,
     /// `tokenizer.ggml.token_type`, one per token (empty: all normal).
     pub token_types: Vec<i32>,
+    /// `tokenizer.ggml.bos_token_id`: the id added in front when BOS is added.
     pub bos: Option<u32>,
+    /// `tokenizer.ggml.eos_token_id`: an end-of-sequence id, added at the end when EOS is added.
     pub eos: Option<u32>,
     /// `tokenizer.ggml.eot_token_id` (end of turn), an extra end-of-sequence id.
     pub eot: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`; only checked to be a valid id.
     pub unk: Option<u32>,
+    /// `tokenizer.ggml.padding_token_id`; only checked to be a valid id.
     pub pad: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`; `None`: true only for Llama 3 pre-tokenizers.
     pub add_bos: Option<bool>,

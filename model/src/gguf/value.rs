@@ -7,22 +7,36 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum GgufValueType {
+    /// `uint8` (type id 0): unsigned 8-bit integer.
     U8 = 0,
+    /// `int8` (type id 1): signed 8-bit integer.
     I8 = 1,
+    /// `uint16` (type id 2): unsigned 16-bit integer.
     U16 = 2,
+    /// `int16` (type id 3): signed 16-bit integer.
     I16 = 3,
+    /// `uint32` (type id 4): unsigned 32-bit integer.
     U32 = 4,
+    /// `int32` (type id 5): signed 32-bit integer.
     I32 = 5,
+    /// `float32` (type id 6): 32-bit IEEE float.
     F32 = 6,
+    /// `bool` (type id 7): a boolean stored as one byte.
     Bool = 7,
+    /// `string` (type id 8): a UTF-8 string with a u64 byte length.
     String = 8,
+    /// `array` (type id 9): an array: u32 element type, u64 count, then the elements.
     Array = 9,
+    /// `uint64` (type id 10): unsigned 64-bit integer.
     U64 = 10,
+    /// `int64` (type id 11): signed 64-bit integer.
     I64 = 11,
+    /// `float64` (type id 12): 64-bit IEEE float.
     F64 = 12,
 }
 
 impl GgufValueType {
+    /// The type with GGUF type id `id`, or `None` for an id outside 0..=12.
     pub fn from_id(id: u32) -> Option<GgufValueType> {
         use GgufValueType::*;
         Some(match id {
@@ -43,6 +57,7 @@ impl GgufValueType {
         })
     }
 
+    /// The GGUF type id.
     pub fn id(self) -> u32 {
         self as u32
     }
@@ -99,18 +114,31 @@ impl fmt::Display for GgufValueType {
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GgufValue {
+    /// A GGUF `uint8` value.
     U8(u8),
+    /// A GGUF `int8` value.
     I8(i8),
+    /// A GGUF `uint16` value.
     U16(u16),
+    /// A GGUF `int16` value.
     I16(i16),
+    /// A GGUF `uint32` value.
     U32(u32),
+    /// A GGUF `int32` value.
     I32(i32),
+    /// A GGUF `float32` value.
     F32(f32),
+    /// A GGUF `bool` value.
     Bool(bool),
+    /// A GGUF `string` value.
     String(String),
+    /// A GGUF `array` value.
     Array(GgufArray),
+    /// A GGUF `uint64` value.
     U64(u64),
+    /// A GGUF `int64` value.
     I64(i64),
+    /// A GGUF `float64` value.
     F64(f64),
 }
 
@@ -118,22 +146,36 @@ pub enum GgufValue {
 /// Arrays of arrays hold each inner array with its own element type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GgufArray {
+    /// An array of `uint8` elements.
     U8(Vec<u8>),
+    /// An array of `int8` elements.
     I8(Vec<i8>),
+    /// An array of `uint16` elements.
     U16(Vec<u16>),
+    /// An array of `int16` elements.
     I16(Vec<i16>),
+    /// An array of `uint32` elements.
     U32(Vec<u32>),
+    /// An array of `int32` elements.
     I32(Vec<i32>),
+    /// An array of `float32` elements.
     F32(Vec<f32>),
+    /// An array of `bool` elements.
     Bool(Vec<bool>),
+    /// An array of `string` elements.
     String(Vec<String>),
+    /// An array of arrays (each with its own element type).
     Array(Vec<GgufArray>),
+    /// An array of `uint64` elements.
     U64(Vec<u64>),
+    /// An array of `int64` elements.
     I64(Vec<i64>),
+    /// An array of `float64` elements.
     F64(Vec<f64>),
 }
 
 impl GgufValue {
+    /// The value's GGUF type.
     pub fn value_type(&self) -> GgufValueType {
         use GgufValue as V;
         use GgufValueType as T;
@@ -179,6 +221,7 @@ impl GgufValue {
         }
     }
 
+    /// The string, or `None` when the value is not a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             GgufValue::String(s) => Some(s),
@@ -186,6 +229,7 @@ impl GgufValue {
         }
     }
 
+    /// The boolean, or `None` when the value is not a bool.
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             GgufValue::Bool(b) => Some(b),
@@ -193,6 +237,7 @@ impl GgufValue {
         }
     }
 
+    /// The array, or `None` when the value is not an array.
     pub fn as_array(&self) -> Option<&GgufArray> {
         match self {
             GgufValue::Array(a) => Some(a),
@@ -221,6 +266,7 @@ impl GgufValue {
 }
 
 impl GgufArray {
+    /// The GGUF type of the elements.
     pub fn element_type(&self) -> GgufValueType {
         use GgufArray as A;
         use GgufValueType as T;
@@ -241,6 +287,7 @@ impl GgufArray {
         }
     }
 
+    /// Number of elements (inner arrays count as one each).
     pub fn len(&self) -> usize {
         use GgufArray as A;
         match self {
@@ -260,6 +307,7 @@ impl GgufArray {
         }
     }
 
+    /// True when the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -12,9 +12,13 @@ const ALIGNMENT: u64 = 32;
 /// A tensor's header entry: name, dims in GGUF order (`dims[0]` innermost), ggml type id
 /// and its byte length.
 pub struct TensorEntry {
+    /// The tensor's name.
     pub name: String,
+    /// Dimensions, innermost first.
     pub dims: Vec<u64>,
+    /// The ggml type id ([`super::GgmlType::id`]).
     pub type_id: u32,
+    /// Bytes of the tensor's data.
     pub bytes: u64,
 }
 
