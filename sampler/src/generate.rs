@@ -47,7 +47,8 @@ impl GenerateStats {
 
 /// Settings of [`generate`].
 pub struct GenerateOptions {
-    /// Most tokens to generate. The prefill always produces one, so 0 does not mean none.
+    /// Most tokens to generate; 0 returns no tokens without running the model (the prompt
+    /// is still checked).
     pub max_new_tokens: usize,
     /// How each token is sampled.
     pub sampling: SamplingParams,
