@@ -27,3 +27,6 @@ cargo build --workspace --release --examples
 ./target/release/examples/score tests/fixtures/models/gpt2-tiny-f32
 ./target/release/examples/custom_kernel
 cargo bench --workspace --no-run
+# Every public item of the library crates is documented (#![warn(missing_docs)]) and the
+# docs build without a warning.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
