@@ -36,7 +36,7 @@ pub fn run(dev_args: &DeviceArgs, args: ChatArgs) -> Result<()> {
     let dev = dev_args.open()?;
     let parts = load_parts(&dev, &args.model)?;
     let Some(tok) = parts.tokenizer.as_ref() else { bail!("{} has no tokenizer", args.model.display()) };
-    if parts.template.is_none() {
+    if parts.chat_template.is_none() {
         bail!("{} has no chat template: use `kiln generate` instead", args.model.display());
     }
     let start = || args.system.iter().map(|s| ChatMessage::system(s.clone())).collect::<Vec<_>>();

@@ -76,51 +76,15 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// A model with its tokenizer, end-of-sequence ids and chat template, before any prompt.
-pub struct ModelParts {
-    pub model: Model,
-    pub tokenizer: Option<Tokenizer>,
-    pub eos_ids: Vec<u32>,
-    pub template: Option<String>,
-    pub bos: Option<u32>,
-}
-
-impl ModelParts {
-    /// Render chat `messages` with the model's template (generation prompt added) and
-    /// tokenize it; the template already holds every special token it wants.
-    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<(Vec<u32>, String)> {
-        let Some(tok) = self.tokenizer.as_ref() else { bail!("the model has no tokenizer") };
-        let Some(template) = self.template.as_deref() else { bail!("the model has no chat template") };
-        chat_ids(tok, template, self.bos, &self.eos_ids, messages)
-    }
-}
-
-/// Render `messages` with `template` (generation prompt added) and tokenize the result
-/// (`kiln::chat_ids`).
-pub fn chat_ids(
-    tok: &Tokenizer,
-    template: &str,
-    bos: Option<u32>,
-    eos_ids: &[u32],
-    messages: &[ChatMessage],
-) -> Result<(Vec<u32>, String)> {
-    Ok(kiln::chat_ids(tok, template, bos, eos_ids, messages)?)
-}
-
-/// Open a model (a Hugging Face directory or a GGUF file) and upload its weights.
-pub fn load_parts(dev: &Device, path: &Path) -> Result<ModelParts> {
+/// Open a model (a Hugging Face directory, a GGUF file or an `hf:` name) and upload its
+/// weights: `kiln::open`, with a progress bar for downloads and a spinner while loading.
+pub fn load_parts(dev: &Device, path: &Path) -> Result<kiln::LoadedModel> {
     // An `hf:OWNER/REPO[:FILE]` name is downloaded first (progress bars), then loaded.
     let path = kiln::resolve(path, true)?;
     let bar = crate::progress::spinner(format!("loading {} onto {}", path.display(), dev.info().name));
-    let parts = load_parts_quietly(dev, &path);
+    let parts = kiln::open(dev, &path);
     bar.finish_and_clear();
-    parts
-}
-
-fn load_parts_quietly(dev: &Device, path: &Path) -> Result<ModelParts> {
-    // The library's one call: tokenizer, chat template, BOS/EOS as the files say.
-    let m = kiln::open(dev, path)?;
-    Ok(ModelParts { model: m.model, tokenizer: m.tokenizer, eos_ids: m.eos_ids, template: m.chat_template, bos: m.bos })
+    Ok(parts?)
 }
 
 impl ModelArgs {
@@ -138,7 +102,7 @@ impl ModelArgs {
                     bail!("{} has no tokenizer: pass --prompt-ids", self.model.display())
                 };
                 if self.chat {
-                    if parts.template.is_none() {
+                    if parts.chat_template.is_none() {
                         bail!("{} has no chat template: drop --chat", self.model.display())
                     }
                     let mut messages = Vec::new();
@@ -156,61 +120,7 @@ impl ModelArgs {
         if prompt_ids.is_empty() {
             bail!("the prompt encodes to no tokens");
         }
-        let ModelParts { model, tokenizer, eos_ids, .. } = parts;
+        let kiln::LoadedModel { model, tokenizer, eos_ids, .. } = parts;
         Ok(Loaded { model, tokenizer, eos_ids, prompt_ids, prompt_text })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kiln_model::gguf::tokenizer::{build, token_type, GgufTokenizerSpec};
-
-    /// A byte-level vocabulary whose GGUF metadata asks for a BOS (`<s>`) on every text.
-    fn bos_tokenizer() -> Tokenizer {
-        let mut tokens: Vec<String> =
-            kiln_model::tokenizer::bytes_to_unicode().into_iter().map(|(_, c)| c.to_string()).collect();
-        let mut token_types = vec![token_type::NORMAL; tokens.len()];
-        for t in ["<s>", "</s>"] {
-            tokens.push(t.to_string());
-            token_types.push(token_type::CONTROL);
-        }
-        let spec = GgufTokenizerSpec {
-            model: "gpt2".into(),
-            pre: Some("gpt2".into()),
-            bos: Some(256),
-            eos: Some(257),
-            add_bos: Some(true),
-            tokens,
-            token_types,
-            source: "synthetic.gguf".into(),
-            ..Default::default()
-        };
-        build(&spec).unwrap()
-    }
-
-    #[test]
-    fn chat_ids_add_exactly_what_the_template_writes() {
-        let tok = bos_tokenizer();
-        let template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}";
-        let (ids, text) = chat_ids(&tok, template, Some(256), &[257], &[ChatMessage::user("hi")]).unwrap();
-        assert_eq!(text, "<s>hi</s>");
-        // One BOS, from the template; none added on top of it.
-        assert_eq!(ids.iter().filter(|&&i| i == 256).count(), 1, "{ids:?}");
-        assert_eq!(ids[0], 256);
-        assert_eq!(*ids.last().unwrap(), 257);
-        // A plain prompt gets the BOS the file asks for.
-        assert_eq!(tok.encode_with_special("hi", true).unwrap()[0], 256);
-
-        // A template without a BOS gets none.
-        let (ids, _) = chat_ids(
-            &tok,
-            "{% for m in messages %}{{ m.content }}{% endfor %}",
-            Some(256),
-            &[257],
-            &[ChatMessage::user("hi")],
-        )
-        .unwrap();
-        assert!(!ids.contains(&256), "{ids:?}");
     }
 }

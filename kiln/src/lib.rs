@@ -210,3 +210,57 @@ impl LoadedModel {
         Ok(self.chat_ids(&[ChatMessage::user(user)])?.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_model::gguf::tokenizer::{build, token_type, GgufTokenizerSpec};
+
+    /// A byte-level vocabulary whose GGUF metadata asks for a BOS (`<s>`) on every text.
+    fn bos_tokenizer() -> Tokenizer {
+        let mut tokens: Vec<String> =
+            kiln_model::tokenizer::bytes_to_unicode().into_iter().map(|(_, c)| c.to_string()).collect();
+        let mut token_types = vec![token_type::NORMAL; tokens.len()];
+        for t in ["<s>", "</s>"] {
+            tokens.push(t.to_string());
+            token_types.push(token_type::CONTROL);
+        }
+        let spec = GgufTokenizerSpec {
+            model: "gpt2".into(),
+            pre: Some("gpt2".into()),
+            bos: Some(256),
+            eos: Some(257),
+            add_bos: Some(true),
+            tokens,
+            token_types,
+            source: "synthetic.gguf".into(),
+            ..Default::default()
+        };
+        build(&spec).unwrap()
+    }
+
+    #[test]
+    fn chat_ids_add_exactly_what_the_template_writes() {
+        let tok = bos_tokenizer();
+        let template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}";
+        let (ids, text) = chat_ids(&tok, template, Some(256), &[257], &[ChatMessage::user("hi")]).unwrap();
+        assert_eq!(text, "<s>hi</s>");
+        // One BOS, from the template; none added on top of it.
+        assert_eq!(ids.iter().filter(|&&i| i == 256).count(), 1, "{ids:?}");
+        assert_eq!(ids[0], 256);
+        assert_eq!(*ids.last().unwrap(), 257);
+        // A plain prompt gets the BOS the file asks for.
+        assert_eq!(tok.encode_with_special("hi", true).unwrap()[0], 256);
+
+        // A template without a BOS gets none.
+        let (ids, _) = chat_ids(
+            &tok,
+            "{% for m in messages %}{{ m.content }}{% endfor %}",
+            Some(256),
+            &[257],
+            &[ChatMessage::user("hi")],
+        )
+        .unwrap();
+        assert!(!ids.contains(&256), "{ids:?}");
+    }
+}

@@ -89,7 +89,7 @@ fn chat(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiE
     let Some(template) = shared.template.as_deref() else {
         return Err(ApiError::bad("this model has no chat template: use /v1/completions", Some("messages")));
     };
-    let (ids, _) = crate::model_args::chat_ids(&shared.tokenizer, template, shared.bos, &shared.eos_ids, &messages)
+    let (ids, _) = kiln::chat_ids(&shared.tokenizer, template, shared.bos, &shared.eos_ids, &messages)
         .map_err(|e| ApiError::bad(format!("rendering the chat template: {e:#}"), Some("messages")))?;
     let logprobs = match (req.logprobs, req.top_logprobs) {
         (true, n) => Some(n.unwrap_or(0)),

@@ -114,7 +114,7 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
     let (queue, requests) = sync_channel(args.queue);
     let shared = Arc::new(Shared {
         tokenizer,
-        template: parts.template,
+        template: parts.chat_template,
         bos: parts.bos,
         eos_ids: parts.eos_ids,
         model_id,
