@@ -329,16 +329,9 @@ pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Resu
         }
         let gname = gguf_name(&spec.name).expect("every weight of a known family has a GGUF name");
         match *spec.shape.as_slice() {
-            // A Conv1D weight [in, out] is the Linear weight [out, in] (`conv1d` of the source).
-            [n_in, n_out] if spec.conv1d => {
-                let (rows, cols) = (n_out, n_in);
-                let dtype = weights.dtype(&spec.name, cols);
-                let n = rows * cols;
-                let bytes = if dtype.is_quantized() { n / dtype.block_size() * dtype.gguf_block_bytes() } else { n * dtype.elem_bytes() } as u64;
-                entries.push(TensorEntry { name: gname, dims: vec![cols as u64, rows as u64], type_id: ggml_type_id(dtype), bytes });
-                kinds.push(Kind::Matrix { hf: spec.name.clone(), rows, cols, dtype });
-            }
-            [rows, cols] => {
+            [a, b] => {
+                // A Conv1D weight [in, out] is the Linear weight [out, in] (`conv1d` of the source).
+                let (rows, cols) = if spec.conv1d { (b, a) } else { (a, b) };
                 let dtype = weights.dtype(&spec.name, cols);
                 let n = rows * cols;
                 let bytes = if dtype.is_quantized() { n / dtype.block_size() * dtype.gguf_block_bytes() } else { n * dtype.elem_bytes() } as u64;
