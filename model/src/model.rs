@@ -96,14 +96,7 @@ impl Model {
     /// A KV cache of `slots` sequences of `capacity` positions each, stored as `dtype`.
     pub fn new_cache_with(&self, dev: &Device, slots: usize, capacity: usize, dtype: KvDtype) -> Result<KvCache> {
         let c = self.config();
-        if capacity > c.max_position_embeddings {
-            return Err(ModelError::Context {
-                detail: format!(
-                    "{capacity} positions requested but the model's context is {} positions (max_position_embeddings)",
-                    c.max_position_embeddings
-                ),
-            });
-        }
+        check_context(c, capacity)?;
         KvCache::new(dev, c.n_layers, slots, capacity.max(1), c.n_kv_heads, c.head_dim, dtype)
     }
 
@@ -199,6 +192,19 @@ impl Model {
 
 /// Refuse config options the forward passes do not implement, rather than give
 /// silently different outputs.
+/// A cache (and RoPE table) of `positions` fits the model's context.
+pub(crate) fn check_context(c: &ModelConfig, positions: usize) -> Result<()> {
+    if positions > c.max_position_embeddings {
+        return Err(ModelError::Context {
+            detail: format!(
+                "{positions} positions requested but the model's context is {} positions (max_position_embeddings)",
+                c.max_position_embeddings
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn check_supported(c: &ModelConfig) -> Result<()> {
     if let Some(scaling) = &c.rope_scaling {
         let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|v| v.as_str());

@@ -102,14 +102,7 @@ impl Qwen2 {
     /// which `Model::new_cache_with` bounds by the model's context.
     fn rope_table(&self, dev: &Device, positions: usize) -> Result<Arc<rope::RopeTable>> {
         let c = &self.config;
-        if positions > c.max_position_embeddings {
-            return Err(crate::ModelError::Context {
-                detail: format!(
-                    "a cache of {positions} positions exceeds the model's context of {} positions (max_position_embeddings)",
-                    c.max_position_embeddings
-                ),
-            });
-        }
+        crate::model::check_context(c, positions)?;
         let mut table = self.rope.lock().unwrap_or_else(|e| e.into_inner());
         if table.max_positions < positions {
             *table = Arc::new(rope::RopeTable::new(dev, c.head_dim, c.rope_theta as f32, positions)?);
