@@ -39,11 +39,12 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/kiln-xdg-$(id -u)}
 mkdir -p "$XDG_RUNTIME_DIR"
 
 failed=0
-# step NAME LIMIT_SECONDS ARGS...: run `kiln --backend $backend ARGS` into OUT/NAME.{out,err}.
-step() {
+# run NAME LIMIT_SECONDS COMMAND...: run COMMAND into OUT/NAME.{out,err}, with its exit
+# status and seconds in OUT/summary.txt.
+run() {
     local name=$1 limit=$(($2 * scale))
     shift 2
-    local cmd=("$kiln" --backend "$backend" "$@")
+    local cmd=("$@")
     echo "== $name: ${cmd[*]} (limit ${limit}s)"
     local start=$SECONDS
     timeout "$limit" "${cmd[@]}" >"$out/$name.out" 2>"$out/$name.err"
@@ -57,6 +58,13 @@ step() {
     else
         echo "   ok (${took}s)"
     fi
+}
+
+# step NAME LIMIT_SECONDS ARGS...: `kiln --backend $backend ARGS`.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    run "$name" "$limit" "$kiln" --backend "$backend" "$@"
 }
 
 {
@@ -76,25 +84,14 @@ for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k" "gpt2 f16
         --prompt-tokens "$prompt" --decode-tokens "$decode" --json --profile
 done
 
-# peer NAME LIMIT_SECONDS ARGS...: like step, for llama-bench.
-peer() {
-    local name=$1 limit=$(($2 * scale))
-    shift 2
-    echo "== $name: $PEER_BENCH $* (limit ${limit}s)"
-    local start=$SECONDS
-    GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0} timeout "$limit" "$PEER_BENCH" "$@" >"$out/$name.out" 2>"$out/$name.err"
-    local rc=$?
-    printf '%-28s rc=%-3s %4ss  %s\n' "$name" "$rc" "$((SECONDS - start))" "$PEER_BENCH $*" >>"$out/summary.txt"
-    [[ $rc -eq 0 ]] || { failed=1; tail -n 5 "$out/$name.err" | sed 's/^/   /'; }
-}
-
 if [[ -n ${PEER_BENCH:-} ]]; then
+    export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
     for name in qwen2.5-0.5b smollm2-135m; do
         file="${TMPDIR:-/tmp}/kiln-synthetic-$name-q4_k.gguf"
         step "write-gguf-$name" 60 bench model --synthetic "$name" --dtype q4_k --write-gguf "$file"
         step "bench-file-$name" 60 bench model -m "$file" --prompt-tokens "$prompt" \
             --decode-tokens "$decode" --json
-        peer "peer-$name" 120 -m "$file" -ngl 99 -p "$prompt" -n "$decode" -r 3 -o json
+        run "peer-$name" 120 "$PEER_BENCH" -m "$file" -ngl 99 -p "$prompt" -n "$decode" -r 3 -o json
         rm -f "$file"
     done
 fi
