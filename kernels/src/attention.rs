@@ -10,7 +10,10 @@ use bytemuck::{Pod, Zeroable};
 use kiln_tensor::{DType, Dispatch, Recorder, Result, Tensor, TensorError};
 
 use crate::kv_cache::{cache_geometry, resolve_rows, CacheGeometry, Rows};
-use crate::launch::{expect_dtype, expect_no_alias, expect_same_device, expect_shape, expect_u32_len};
+use crate::launch::{
+    env_count, expect_dtype, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, is_cpu_adapter,
+};
+use std::sync::OnceLock;
 use crate::shaders::{ATTENTION, ATTENTION_SUBGROUP};
 
 /// Query heads one workgroup computes (`MAX_G`).
@@ -19,10 +22,25 @@ const MAX_G: usize = 8;
 const WPL: usize = 4;
 /// Largest head_dim the kernel supports.
 pub const MAX_HEAD_DIM: usize = 256;
-/// Split keys into chunks of at least this many keys...
-const MIN_CHUNK: usize = 128;
-/// ...aiming for about this many workgroups in flight.
+/// Split keys into chunks of at least `min_chunk` keys, aiming for about this many
+/// workgroups in flight.
 const TARGET_GROUPS: usize = 256;
+
+/// The fewest keys a split takes when [`AttendOptions::chunk`] is `None`. A GPU wants
+/// many workgroups in flight (decode has only n_kv_heads × splits of them), so 32; a
+/// CPU adapter runs a few workgroups at a time, and every split adds a partial state to
+/// write and merge, so 128. `KILN_ATTN_MIN_CHUNK` overrides it (tuning; read once).
+fn min_chunk(dev: &kiln_tensor::Device) -> usize {
+    static OVERRIDE: OnceLock<Option<usize>> = OnceLock::new();
+    if let Some(v) = *OVERRIDE.get_or_init(|| env_count("KILN_ATTN_MIN_CHUNK")) {
+        return v.max(1);
+    }
+    if is_cpu_adapter(dev) {
+        128
+    } else {
+        32
+    }
+}
 
 /// Which `attend` entry point to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,7 +271,7 @@ fn run(
         Some(ch) => ch.max(max_keys.div_ceil(max_dim)),
         None => {
             let want_splits = TARGET_GROUPS.div_ceil(grid_x * g.n_rows).max(1);
-            max_keys.div_ceil(want_splits).max(MIN_CHUNK).max(max_keys.div_ceil(max_dim))
+            max_keys.div_ceil(want_splits).max(min_chunk(&dev)).max(max_keys.div_ceil(max_dim))
         }
     };
     let n_splits = max_keys.div_ceil(chunk);

@@ -1,6 +1,19 @@
 //! Small helpers every launcher uses: shape/dtype checks and grid sizing.
 
-use kiln_tensor::{DType, Result, Tensor, TensorError};
+use kiln_tensor::{DType, Device, Result, Tensor, TensorError};
+
+/// A software adapter (lavapipe, WARP, SwiftShader): it runs few workgroups at a time and
+/// pays for every load instruction, so launchers share loads more widely there and split
+/// work less finely than on a GPU.
+pub(crate) fn is_cpu_adapter(dev: &Device) -> bool {
+    dev.info().device_type == wgpu::DeviceType::Cpu
+}
+
+/// A tuning override from the environment (`KILN_MATVEC_ROWS`, `KILN_ATTN_MIN_CHUNK`, ...):
+/// a whole number; unset or not a number means none. Callers read it once (`OnceLock`).
+pub(crate) fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
 
 /// Workgroup grid for `n` invocations of a `wg`-wide 1-D kernel, folded into 2-D when it
 /// exceeds the per-dimension limit. Returns (workgroups, invocations per grid row).

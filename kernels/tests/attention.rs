@@ -322,11 +322,12 @@ fn batched_rows_each_attend_their_own_slot_and_position() {
     let dev = test_device();
     let mut rng = Rng::new(37);
     // Four sequences in a 5-slot cache, out of slot order, at very different positions;
-    // with and without splits (the short rows leave later splits empty).
+    // with and without splits (the short rows leave later splits empty); splits as
+    // small as a GPU's (32 keys) and smaller than a pass of key slots (5).
     let rows = [(3usize, 0usize), (0, 5), (4, 130), (1, 260)];
     for f16 in [true, false] {
         for &(n_heads, n_kv, hd) in &[(14usize, 2usize, 64usize), (3, 1, 40), (8, 8, 72)] {
-            for chunk in [None, Some(64)] {
+            for chunk in [None, Some(64), Some(32), Some(5)] {
                 let c = RowsCase { n_heads, n_kv, hd, slots: 5, capacity: 261, rows: &rows, run: false, f16, chunk };
                 check_rows(&dev, &mut rng, &c);
             }
