@@ -16,7 +16,8 @@ use bytemuck::{Pod, Zeroable};
 use kiln_tensor::{DType, Device, Dispatch, Recorder, Result, Tensor, TensorError};
 
 use crate::launch::{
-    expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len, grid_1d,
+    env_count, expect_dtype, expect_float_weight, expect_no_alias, expect_same_device, expect_shape, expect_u32_len,
+    grid_1d, is_cpu_adapter,
 };
 use crate::shaders;
 use std::sync::OnceLock;
@@ -171,12 +172,6 @@ fn block_shape_fits(x: &Tensor, w: &Tensor) -> bool {
     k.is_multiple_of(unit) && x.byte_offset().is_multiple_of(16) && w.byte_offset().is_multiple_of(16)
 }
 
-/// A software adapter (lavapipe, WARP, SwiftShader): it runs few workgroups at a time and
-/// pays for every load instruction, so the block matvec shares loads more widely there.
-fn is_cpu_adapter(dev: &Device) -> bool {
-    dev.info().device_type == wgpu::DeviceType::Cpu
-}
-
 /// True when a norm folded into the block matvec of `m` rows of x against `w` costs no
 /// extra loads in its inner loop: each block's x is then loaded (and normalised) once
 /// into registers for all weight rows. Past that (more rows, wider blocks) x is re-read
@@ -190,12 +185,6 @@ pub fn norm_folds_into_registers(dev: &Device, m: usize, w: DType) -> bool {
         _ => 8,
     };
     m * groups <= x_regs(dev)
-}
-
-/// A tuning override from the environment: a whole number, read once; unset or not a
-/// number means none.
-fn env_count(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
 /// Vec4s of x the block matvec holds in registers (X_REGS in matvec_core.wgsl);
@@ -212,15 +201,38 @@ fn x_regs(dev: &Device) -> usize {
     }
 }
 
-/// Weight rows per workgroup of the block matvec for `m` activation rows. GPUs want many
-/// workgroups in flight, so 2; CPU adapters (lavapipe, WARP, SwiftShader) pay for every
-/// load instruction and run few workgroups at a time, so up to 16 — each x load is then
-/// shared by more weight rows. Bounded by the accumulators (m · rows ≤ 32) and even for
-/// SwiGLU, which pairs gate and up rows. `KILN_MATVEC_ROWS` overrides the wanted count.
-fn block_rows(dev: &Device, m: usize, act: Activation) -> usize {
-    static OVERRIDE: OnceLock<Option<usize>> = OnceLock::new();
-    let wanted = OVERRIDE.get_or_init(|| env_count("KILN_MATVEC_ROWS"));
-    let wanted = wanted.unwrap_or(if is_cpu_adapter(dev) { BLOCK_MAX_ROWS } else { 2 });
+/// How the block matvec spreads its work ([`Tuning::for_device`] is what [`matvec_fused`]
+/// uses; [`matvec_fused_tuned`] takes any, for tests and benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Weight rows per workgroup wanted, 1..=16, before the accumulator bound
+    /// (M · rows ≤ 32) and SwiGLU's even count.
+    pub rows: usize,
+    /// Invocations that share one Q8_0 block: 1, 2, 4 or 8 (other types ignore it).
+    pub q8_lanes: usize,
+}
+
+impl Tuning {
+    /// The adapter's defaults, or the `KILN_MATVEC_ROWS` / `KILN_MATVEC_Q8_LANES`
+    /// overrides (read once). GPUs want many workgroups in flight and coalesced loads: 2
+    /// rows, 4 lanes per Q8_0 block. CPU adapters (lavapipe, WARP, SwiftShader) pay for
+    /// every load instruction and run few workgroups at a time: 16 rows, so each x load
+    /// serves more weight rows, and 1 lane per block, so its scale is loaded once.
+    pub fn for_device(dev: &Device) -> Tuning {
+        static ROWS: OnceLock<Option<usize>> = OnceLock::new();
+        static Q8_LANES: OnceLock<Option<usize>> = OnceLock::new();
+        let cpu = is_cpu_adapter(dev);
+        Tuning {
+            rows: ROWS.get_or_init(|| env_count("KILN_MATVEC_ROWS")).unwrap_or(if cpu { BLOCK_MAX_ROWS } else { 2 }),
+            q8_lanes: Q8_LANES.get_or_init(|| env_count("KILN_MATVEC_Q8_LANES")).unwrap_or(if cpu { 1 } else { 4 }),
+        }
+    }
+}
+
+/// Weight rows per workgroup of the block matvec for `m` activation rows: `wanted`,
+/// bounded by the accumulators (m · rows ≤ 32) and even for SwiGLU, which pairs gate and
+/// up rows.
+fn block_rows(wanted: usize, m: usize, act: Activation) -> usize {
     let rows = wanted.min(BLOCK_MAX_ROWS).min(BLOCK_ACCS / m).max(1);
     if act == Activation::SwiGlu {
         (rows & !1).max(2)
@@ -296,7 +308,24 @@ fn block_module(dev: &Device, dtype: DType) -> (&'static str, &'static str, &'st
 /// - norm weight/bias `[K]` f32; `bias` `[N]` f32; `residual` and `out` f32 x's shape
 ///   with K replaced by N_out (N, or N/2 with SwiGLU).
 pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out: &Tensor) -> Result<()> {
+    let tuning = Tuning::for_device(rec.device());
+    matvec_fused_tuned(rec, x, w, f, out, &tuning)
+}
+
+/// [`matvec_fused`] with the work spread as `tuning` says (an error for a Q8_0 lane count
+/// other than 1, 2, 4 or 8).
+pub fn matvec_fused_tuned(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    f: &Fusion,
+    out: &Tensor,
+    tuning: &Tuning,
+) -> Result<()> {
     let op = "matvec_fused";
+    if ![1, 2, 4, 8].contains(&tuning.q8_lanes) {
+        return Err(TensorError::param("q8_lanes", format!("must be 1, 2, 4 or 8, got {}", tuning.q8_lanes)));
+    }
     expect_same_device(op, &[x, w, out])?;
     expect_dtype(op, "x", x, DType::F32)?;
     let w_code = expect_float_weight(op, "w", w)?;
@@ -367,7 +396,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
 
     let dev = rec.device().clone();
     let (module, source, kernel) = block_module(&dev, w.dtype());
-    let rows_per_group = block_rows(&dev, rows, f.act);
+    let rows_per_group = block_rows(tuning.rows, rows, f.act);
     let groups = n.div_ceil(rows_per_group);
     let (workgroups, invocations_per_row) = grid_1d(out, groups, 1);
     let params = BlockParams {
@@ -386,7 +415,7 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         Activation::GeluTanh => 2.0,
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let overrides = [
+    let mut overrides = vec![
         ("W_DTYPE", w_code as f64),
         ("M", rows as f64),
         ("ROWS", rows_per_group as f64),
@@ -397,6 +426,9 @@ pub fn matvec_fused(rec: &mut Recorder, x: &Tensor, w: &Tensor, f: &Fusion, out:
         ("SEGMENTS", flag(f.segments.is_some())),
         ("X_REGS", x_regs(&dev) as f64),
     ];
+    if w.dtype() == DType::Q8_0 {
+        overrides.push(("Q8_LANES", tuning.q8_lanes as f64));
+    }
     let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;
     rec.dispatch(Dispatch {
         kernel,

@@ -311,3 +311,49 @@ fn fused_bad_arguments_are_clear_errors() {
     let e = err(&Fusion::default(), &f32s(&[2, 6]), &f32s(&[2, 7]), &f32s(&[6, 7]));
     assert!(e.contains("K % 4 == 0"), "{e}");
 }
+
+/// Q8_0 with its block shared by 1, 2, 4 or 8 invocations (the GPU default is 4, a CPU
+/// adapter's 1) and 1, 2 or 16 weight rows per workgroup, on both reductions, with a norm
+/// folded in: every combination equals the twin. K = 32 leaves most invocations without
+/// a block; K = 576 (18 blocks, SmolLM2) leaves a partial last pass.
+#[test]
+fn q8_0_lane_counts_and_row_counts_match_twin() {
+    let dev = test_device();
+    let mut rng = Rng::new(47);
+    for subgroups in [true, false] {
+        dev.set_subgroups(subgroups);
+        let mut rec = Recorder::new(&dev);
+        let mut cases = Vec::new();
+        for q8_lanes in [1usize, 2, 4, 8] {
+            for (i, &(k, m, rows)) in [(32usize, 1usize, 2usize), (576, 1, 16), (160, 3, 1), (576, 16, 2)].iter().enumerate() {
+                let n = [5usize, 33, 17, 3][i];
+                let (bytes, vals) = weights(&mut rng, DType::Q8_0, n, k);
+                let x = rng.vec(m * k, 3.0);
+                let g = rng.vec(k, 1.0);
+                let tx = Tensor::from_slice(&dev, &x, &[m, k]).unwrap();
+                let tw = Tensor::from_bytes(&dev, &bytes, &[n, k], DType::Q8_0).unwrap();
+                let tg = Tensor::from_slice(&dev, &g, &[k]).unwrap();
+                let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
+                let f = Fusion { norm: Some(FoldedNorm::Rms { weight: &tg, eps: 1e-6 }), ..Default::default() };
+                let tuning = matvec::Tuning { rows, q8_lanes };
+                matvec::matvec_fused_tuned(&mut rec, &tx, &tw, &f, &out, &tuning).unwrap();
+                let norm = Some(Norm::Rms { weight: &g, eps: 1e-6 });
+                cases.push(Case {
+                    what: format!("Q8_0 lanes={q8_lanes} rows={rows} M={m} N={n} K={k} subgroups={}", dev.subgroups()),
+                    out,
+                    want: twin::fused(&x, &vals, n, k, norm, None, Activation::None, None),
+                    tol: tolerance::matmul_for(DType::Q8_0),
+                });
+            }
+        }
+        rec.submit().unwrap();
+        check(&cases);
+    }
+    let x = Tensor::zeros(&dev, &[1, 32], DType::F32).unwrap();
+    let w = Tensor::zeros(&dev, &[2, 32], DType::F32).unwrap();
+    let out = Tensor::zeros(&dev, &[1, 2], DType::F32).unwrap();
+    let bad = matvec::Tuning { rows: 2, q8_lanes: 3 };
+    let e = matvec::matvec_fused_tuned(&mut Recorder::new(&dev), &x, &w, &Fusion::default(), &out, &bad).unwrap_err();
+    assert!(e.to_string().contains("q8_lanes") && e.to_string().contains("got 3"), "{e}");
+}
+

@@ -45,7 +45,7 @@ fn specialisations(name: &str, module: &naga::Module) -> Vec<Variant> {
 /// The block matvec (kernels/src/matvec.rs): each weight code of its family, every row
 /// count M = 1..=16 with the weight rows per workgroup and loop order a GPU (2 rows) and
 /// a CPU adapter (min(16, 32 / M) rows, 32 x registers) get, and every fusion (norm × bias × residual × activation) at
-/// M = 1 and M = 16.
+/// M = 1 and M = 16; Q8_0's GPU variants also with 2, 4 and 8 lanes per block.
 fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
     let family = name.trim_end_matches("_sg");
     let codes: &[f64] = match family {
@@ -91,6 +91,17 @@ fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
                 }
                 out.push(vec![("W_DTYPE", w), ("M", m as f64), ("ROWS", rows), ("NORM", 2.0), ("BIAS", 1.0), ("SEGMENTS", 1.0)]);
             }
+        }
+    }
+    // Q8_0 on a GPU shares a block between Q8_LANES invocations (4 by default; 2 and 8
+    // through the tuning): every variant with a GPU's 2 rows, with each lane count.
+    let q8_gpu: Vec<Variant> =
+        out.iter().filter(|v| v.contains(&("W_DTYPE", 3.0)) && v.contains(&("ROWS", 2.0))).cloned().collect();
+    for v in q8_gpu {
+        for lanes in [2.0, 4.0, 8.0] {
+            let mut v = v.clone();
+            v.push(("Q8_LANES", lanes));
+            out.push(v);
         }
     }
     out

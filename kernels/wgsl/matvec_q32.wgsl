@@ -10,17 +10,24 @@
 //           qs word g − 4 (elements 16 + 4(g − 4)..), plus qh bits 4g..4g+3 for Q5;
 //   Q8_0:   the 4 signed bytes of qs word g.
 // Element value: d · q + m (Q4_1, Q5_1) or d · (q − offset) (Q4_0: 8, Q5_0: 16, Q8_0: 0).
+//
+// Q8_0 may instead share a block between Q8_LANES = 2, 4 or 8 invocations (an override
+// the launcher sets; 1 for the other types): lane l owns elements 32·l/Q8_LANES.. as
+// 8/Q8_LANES groups, reads d and its own quant words, so consecutive invocations read
+// consecutive words of a row (coalesced on a GPU, and more invocations busy when a row
+// has fewer blocks than the workgroup has invocations).
 // gguf-py: y = gguf.quants.dequantize(w, type); torch: x @ y.T
 
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 
-const LANES: u32 = 1u;
-const GROUPS: u32 = 8u;
+override Q8_LANES: u32 = 1u;
+override LANES: u32 = select(1u, Q8_LANES, W_DTYPE == 3u);
+override GROUPS: u32 = 8u / LANES;
 const BLOCK_ELEMS: u32 = 32u;
 override BLOCK_UNITS: u32 = select(select(6u, 5u, W_DTYPE == 4u || W_DTYPE == 5u), 9u, W_DTYPE == 3u);
 
 fn x_offset(lane: u32, g: u32) -> u32 {
-    return 4u * g;
+    return 4u * (lane * GROUPS + g);
 }
 
 /// The 4 signed bytes of `word` (byte 0 first) as f32.
@@ -43,7 +50,7 @@ fn decode_run(base: u32, lane: u32) -> Run {
     }
     if (W_DTYPE == 3u) {
         for (var g = 0u; g < GROUPS; g++) {
-            r.q[g] = signed_bytes(w[base + 1u + g]);
+            r.q[g] = signed_bytes(w[base + 1u + lane * GROUPS + g]);
         }
         return r;
     }
