@@ -210,19 +210,24 @@ pub struct Tuning {
     pub rows: usize,
     /// Invocations that share one Q8_0 block: 1, 2, 4 or 8 (other types ignore it).
     pub q8_lanes: usize,
+    /// Invocations per workgroup: 32, 64 or 128. Past 32 only with subgroups and at most
+    /// 32 subgroups a workgroup (the reduction's slots); otherwise 32 runs.
+    pub workgroup: usize,
 }
 
 impl Tuning {
-    /// The adapter's defaults, or the `KILN_MATVEC_ROWS` / `KILN_MATVEC_Q8_LANES`
-    /// overrides (read once). GPUs want many workgroups in flight and coalesced loads: 2
+    /// The adapter's defaults, or the `KILN_MATVEC_ROWS` / `KILN_MATVEC_Q8_LANES` /
+    /// `KILN_MATVEC_WG` overrides (read once); 32 invocations a workgroup by default. GPUs want many workgroups in flight and coalesced loads: 2
     /// rows, 4 lanes per Q8_0 block. CPU adapters (lavapipe, WARP, SwiftShader) pay for
     /// every load instruction and run few workgroups at a time: 16 rows, so each x load
     /// serves more weight rows, and 1 lane per block, so its scale is loaded once.
     pub fn for_device(dev: &Device) -> Tuning {
         static ROWS: OnceLock<Option<usize>> = OnceLock::new();
         static Q8_LANES: OnceLock<Option<usize>> = OnceLock::new();
+        static WG: OnceLock<Option<usize>> = OnceLock::new();
         let cpu = is_cpu_adapter(dev);
         Tuning {
+            workgroup: WG.get_or_init(|| env_count("KILN_MATVEC_WG")).unwrap_or(32),
             rows: ROWS.get_or_init(|| env_count("KILN_MATVEC_ROWS")).unwrap_or(if cpu { BLOCK_MAX_ROWS } else { 2 }),
             q8_lanes: Q8_LANES.get_or_init(|| env_count("KILN_MATVEC_Q8_LANES")).unwrap_or(if cpu { 1 } else { 4 }),
         }
@@ -326,6 +331,9 @@ pub fn matvec_fused_tuned(
     if ![1, 2, 4, 8].contains(&tuning.q8_lanes) {
         return Err(TensorError::param("q8_lanes", format!("must be 1, 2, 4 or 8, got {}", tuning.q8_lanes)));
     }
+    if ![32, 64, 128].contains(&tuning.workgroup) {
+        return Err(TensorError::param("workgroup", format!("must be 32, 64 or 128, got {}", tuning.workgroup)));
+    }
     expect_same_device(op, &[x, w, out])?;
     expect_dtype(op, "x", x, DType::F32)?;
     let w_code = expect_float_weight(op, "w", w)?;
@@ -428,6 +436,10 @@ pub fn matvec_fused_tuned(
     ];
     if w.dtype() == DType::Q8_0 {
         overrides.push(("Q8_LANES", tuning.q8_lanes as f64));
+    }
+    let min_subgroup = dev.info().subgroup_min_size.max(1) as usize;
+    if tuning.workgroup > 32 && dev.subgroups() && tuning.workgroup / min_subgroup <= 32 {
+        overrides.push(("WG", tuning.workgroup as f64));
     }
     let pipeline = dev.pipeline(module, source, "matvec", &overrides)?;
     rec.dispatch(Dispatch {

@@ -313,8 +313,9 @@ fn fused_bad_arguments_are_clear_errors() {
 }
 
 /// Q8_0 with its block shared by 1, 2, 4 or 8 invocations (the GPU default is 4, a CPU
-/// adapter's 1) and 1, 2 or 16 weight rows per workgroup, on both reductions, with a norm
-/// folded in: every combination equals the twin. K = 32 leaves most invocations without
+/// adapter's 1), 1, 2 or 16 weight rows per workgroup and 32, 64 or 128 invocations per
+/// workgroup (past 32 with subgroups only), on both reductions, with a norm folded in:
+/// every combination equals the twin. K = 32 leaves most invocations without
 /// a block; K = 576 (18 blocks, SmolLM2) leaves a partial last pass.
 #[test]
 fn q8_0_lane_counts_and_row_counts_match_twin() {
@@ -335,7 +336,7 @@ fn q8_0_lane_counts_and_row_counts_match_twin() {
                 let tg = Tensor::from_slice(&dev, &g, &[k]).unwrap();
                 let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
                 let f = Fusion { norm: Some(FoldedNorm::Rms { weight: &tg, eps: 1e-6 }), ..Default::default() };
-                let tuning = matvec::Tuning { rows, q8_lanes };
+                let tuning = matvec::Tuning { rows, q8_lanes, workgroup: [32, 64, 128][(i + q8_lanes) % 3] };
                 matvec::matvec_fused_tuned(&mut rec, &tx, &tw, &f, &out, &tuning).unwrap();
                 let norm = Some(Norm::Rms { weight: &g, eps: 1e-6 });
                 cases.push(Case {
@@ -352,8 +353,42 @@ fn q8_0_lane_counts_and_row_counts_match_twin() {
     let x = Tensor::zeros(&dev, &[1, 32], DType::F32).unwrap();
     let w = Tensor::zeros(&dev, &[2, 32], DType::F32).unwrap();
     let out = Tensor::zeros(&dev, &[1, 2], DType::F32).unwrap();
-    let bad = matvec::Tuning { rows: 2, q8_lanes: 3 };
+    let bad = matvec::Tuning { rows: 2, q8_lanes: 3, workgroup: 32 };
     let e = matvec::matvec_fused_tuned(&mut Recorder::new(&dev), &x, &w, &Fusion::default(), &out, &bad).unwrap_err();
     assert!(e.to_string().contains("q8_lanes") && e.to_string().contains("got 3"), "{e}");
+    let bad = matvec::Tuning { rows: 2, q8_lanes: 1, workgroup: 48 };
+    let e = matvec::matvec_fused_tuned(&mut Recorder::new(&dev), &x, &w, &Fusion::default(), &out, &bad).unwrap_err();
+    assert!(e.to_string().contains("workgroup") && e.to_string().contains("got 48"), "{e}");
 }
 
+
+/// Workgroups of 64 and 128 invocations (with subgroups) for the other families: a float,
+/// a 32-element, a K-quant and the Q6_K file, one and five activation rows.
+#[test]
+fn wide_workgroups_match_twin_for_every_family() {
+    let dev = test_device();
+    let mut rng = Rng::new(48);
+    let mut rec = Recorder::new(&dev);
+    let mut cases = Vec::new();
+    for dtype in [DType::F16, DType::Q5_0, DType::Q4_1, DType::Q4_K, DType::Q6_K] {
+        for (workgroup, m) in [(64usize, 1usize), (128, 5)] {
+            let k = ks(dtype)[1];
+            let n = 7;
+            let (bytes, vals) = weights(&mut rng, dtype, n, k);
+            let x = rng.vec(m * k, 1.0);
+            let tx = Tensor::from_slice(&dev, &x, &[m, k]).unwrap();
+            let tw = Tensor::from_bytes(&dev, &bytes, &[n, k], dtype).unwrap();
+            let out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
+            let tuning = matvec::Tuning { rows: 2, q8_lanes: 1, workgroup };
+            matvec::matvec_fused_tuned(&mut rec, &tx, &tw, &Fusion::default(), &out, &tuning).unwrap();
+            cases.push(Case {
+                what: format!("{dtype} workgroup={workgroup} M={m} N={n} K={k} subgroups={}", dev.subgroups()),
+                out,
+                want: twin::matvec_rows(&x, &vals, n, k),
+                tol: tolerance::matmul_for(dtype),
+            });
+        }
+    }
+    rec.submit().unwrap();
+    check(&cases);
+}

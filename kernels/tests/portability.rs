@@ -45,7 +45,8 @@ fn specialisations(name: &str, module: &naga::Module) -> Vec<Variant> {
 /// The block matvec (kernels/src/matvec.rs): each weight code of its family, every row
 /// count M = 1..=16 with the weight rows per workgroup and loop order a GPU (2 rows) and
 /// a CPU adapter (min(16, 32 / M) rows, 32 x registers) get, and every fusion (norm × bias × residual × activation) at
-/// M = 1 and M = 16; Q8_0's GPU variants also with 2, 4 and 8 lanes per block.
+/// M = 1 and M = 16; Q8_0's GPU variants also with 2, 4 and 8 lanes per block; with
+/// subgroups, workgroups of 64 and 128 invocations.
 fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
     let family = name.trim_end_matches("_sg");
     let codes: &[f64] = match family {
@@ -102,6 +103,18 @@ fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
             let mut v = v.clone();
             v.push(("Q8_LANES", lanes));
             out.push(v);
+        }
+    }
+    // With subgroups a workgroup may have 64 or 128 invocations (the tuning's
+    // `workgroup`): each code at a few row counts, plain and with the norm and SwiGLU.
+    if name.ends_with("_sg") {
+        for &w in codes {
+            for m in [1.0, 4.0, 16.0] {
+                for wg in [64.0, 128.0] {
+                    out.push(vec![("W_DTYPE", w), ("M", m), ("ROWS", 2.0), ("WG", wg)]);
+                    out.push(vec![("W_DTYPE", w), ("M", m), ("ROWS", 2.0), ("WG", wg), ("NORM", 1.0), ("ACT", 1.0)]);
+                }
+            }
         }
     }
     out

@@ -19,7 +19,7 @@
 //
 // Layout, built for bandwidth: every weight byte is read once per step and every block
 // decoded once, for all M activation rows.
-// - A workgroup of WG = 32 invocations owns ROWS weight rows (an override: few on GPUs,
+// - A workgroup of WG invocations (32; 64 or 128 with subgroups, a tuning) owns ROWS weight rows (an override: few on GPUs,
 //   which want many workgroups in flight; more on CPU adapters, where each load
 //   instruction is costly and x is then loaded once for more rows). With ACT = 1 the
 //   first half are gate rows j.. and the second half the matching up rows N/2 + j.., so
@@ -80,7 +80,12 @@ override HAS_MIN: bool = W_DTYPE == 5u || W_DTYPE == 7u || W_DTYPE == 8u || W_DT
 override X_REGS: u32 = 16u;
 override X_IN_REGS: bool = M * GROUPS <= X_REGS;
 
-const WG: u32 = 32u;
+// Invocations per workgroup: 32, or 64/128 with subgroups (the launcher's Tuning).
+override WG: u32 = 32u;
+// Slots per value in the reduction's workgroup array (naga cannot size it by WG): one per
+// invocation without subgroups (WG = 32 there), one per subgroup with them (the launcher
+// keeps WG / the adapter's smallest subgroup ≤ 32).
+const SLOTS: u32 = 32u;
 const MAX_M: u32 = 16u;
 const MAX_ROWS: u32 = 16u;
 const NACC: u32 = 32u;        // accumulators per invocation: M · ROWS at most

@@ -4,7 +4,7 @@
 // older GPUs) or when KILN_NO_SUBGROUPS=1 forces it.
 // torch: the `.sum()` inside `x @ w.T`.
 
-var<workgroup> partial: array<f32, NACC * WG>;
+var<workgroup> partial: array<f32, NACC * SLOTS>; // WG ≤ SLOTS here
 var<workgroup> tot: array<f32, NACC>;
 
 /// tot[i] = Σ over the workgroup's invocations of (*v)[i], for i < count (≤ NACC).

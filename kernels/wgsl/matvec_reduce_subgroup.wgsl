@@ -9,8 +9,8 @@ var<private> sg_id: u32;
 var<private> sg_count: u32;
 var<private> sg_lane: u32;
 
-// One slot per (value, subgroup); a subgroup has at least one invocation, so WG bounds it.
-var<workgroup> partial: array<f32, NACC * WG>;
+// One slot per (value, subgroup): the launcher keeps the subgroup count ≤ SLOTS.
+var<workgroup> partial: array<f32, NACC * SLOTS>;
 var<workgroup> tot: array<f32, NACC>;
 
 /// tot[i] = Σ over the workgroup's invocations of (*v)[i], for i < count (≤ NACC).
@@ -19,14 +19,14 @@ fn wg_sum(v: ptr<function, array<f32, NACC>>, count: u32, t: u32) {
     for (var i = 0u; i < count; i++) {
         let s = subgroupAdd((*v)[i]);
         if (sg_lane == 0u) {
-            partial[i * WG + sg_id] = s;
+            partial[i * SLOTS + sg_id] = s;
         }
     }
     workgroupBarrier();
     for (var i = t; i < count; i += WG) {
         var s = 0.0;
         for (var j = 0u; j < sg_count; j++) {
-            s += partial[i * WG + j];
+            s += partial[i * SLOTS + j];
         }
         tot[i] = s;
     }
