@@ -18,6 +18,12 @@
 # `kiln bench model --write-gguf`, and times both engines on those very files: kiln's
 # `bench model -m FILE` and `llama-bench -m FILE -ngl 99 -p PROMPT_TOKENS -n DECODE_TOKENS`.
 #
+# The tuning sweep (optional): with SWEEP=1, the synthetic Qwen2.5-0.5B and SmolLM2-135M
+# decode once per setting of the launch knobs (KILN_ATTN_MIN_CHUNK, KILN_MATVEC_Q8_LANES,
+# KILN_MATVEC_WG, KILN_MATVEC_ROWS; see kernels/src/matvec.rs and attention.rs), and the
+# quantized kernels are timed with each workgroup size, so a default can be chosen from
+# one run. `sweep-*.out` hold the JSON of each.
+#
 # Sizes and limits (environment): PROMPT_TOKENS (default 512) and DECODE_TOKENS (128) for
 # the model benchmarks, LIMIT_SCALE (1) multiplies every step's time limit. On a software
 # device (lavapipe) the whole script runs end to end with, for example,
@@ -93,6 +99,31 @@ if [[ -n ${PEER_BENCH:-} ]]; then
             --decode-tokens "$decode" --json
         run "peer-$name" 120 "$PEER_BENCH" -m "$file" -ngl 99 -p "$prompt" -n "$decode" -r 3 -o json
         rm -f "$file"
+    done
+fi
+
+if [[ ${SWEEP:-0} == 1 ]]; then
+    # knob NAME LIMIT ENV... -- ARGS...: `env ENV... kiln --backend $backend ARGS`.
+    knob() {
+        local name=$1 limit=$2
+        shift 2
+        local envs=()
+        while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+        shift
+        run "sweep-$name" "$limit" env "${envs[@]}" "$kiln" --backend "$backend" "$@"
+    }
+    for name in qwen2.5-0.5b smollm2-135m; do
+        for setting in "KILN_ATTN_MIN_CHUNK=128 KILN_MATVEC_Q8_LANES=1" KILN_ATTN_MIN_CHUNK=128 \
+            KILN_ATTN_MIN_CHUNK=64 KILN_ATTN_MIN_CHUNK=16 KILN_MATVEC_Q8_LANES=1 KILN_MATVEC_Q8_LANES=2 \
+            KILN_MATVEC_Q8_LANES=8 KILN_MATVEC_WG=64 KILN_MATVEC_WG=128 "KILN_MATVEC_WG=128 KILN_MATVEC_ROWS=1" \
+            "KILN_MATVEC_WG=128 KILN_MATVEC_ROWS=4" KILN_MATVEC_ROWS=4 KILN_NONE=1; do
+            read -r -a envs <<<"$setting"
+            knob "$name-${setting// /-}" 60 "${envs[@]}" -- bench model --synthetic "$name" --dtype q4_k \
+                --prompt-tokens "$prompt" --decode-tokens "$decode" --json
+        done
+    done
+    for wg in 32 64 128; do
+        knob "kernels-quant-wg$wg" 90 KILN_MATVEC_WG=$wg -- bench kernels --filter quant --budget-ms 40 --json --quiet
     done
 fi
 
