@@ -27,9 +27,11 @@ pub const MAX_HEAD_DIM: usize = 256;
 const TARGET_GROUPS: usize = 256;
 
 /// The fewest keys a split takes when [`AttendOptions::chunk`] is `None`. A GPU wants
-/// many workgroups in flight (decode has only n_kv_heads × splits of them), so 32; a
-/// CPU adapter runs a few workgroups at a time, and every split adds a partial state to
-/// write and merge, so 128. `KILN_ATTN_MIN_CHUNK` overrides it (tuning; read once).
+/// many workgroups in flight (decode has only n_kv_heads × splits of them), so 16: on an
+/// H200 (2026-11-30, BENCHMARKS.md) Qwen2.5-0.5B decoded at 283, 309 and 340 tok/s with
+/// 128, 64 and 16. A CPU adapter runs a few workgroups at a time, and every split adds a
+/// partial state to write and merge, so 128. `KILN_ATTN_MIN_CHUNK` overrides it (tuning;
+/// read once).
 fn min_chunk(dev: &kiln_tensor::Device) -> usize {
     static OVERRIDE: OnceLock<Option<usize>> = OnceLock::new();
     if let Some(v) = *OVERRIDE.get_or_init(|| env_count("KILN_ATTN_MIN_CHUNK")) {
@@ -38,7 +40,7 @@ fn min_chunk(dev: &kiln_tensor::Device) -> usize {
     if is_cpu_adapter(dev) {
         128
     } else {
-        32
+        16
     }
 }
 

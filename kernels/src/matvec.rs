@@ -217,10 +217,14 @@ pub struct Tuning {
 
 impl Tuning {
     /// The adapter's defaults, or the `KILN_MATVEC_ROWS` / `KILN_MATVEC_Q8_LANES` /
-    /// `KILN_MATVEC_WG` overrides (read once); 32 invocations a workgroup by default. GPUs want many workgroups in flight and coalesced loads: 2
-    /// rows, 4 lanes per Q8_0 block. CPU adapters (lavapipe, WARP, SwiftShader) pay for
-    /// every load instruction and run few workgroups at a time: 16 rows, so each x load
-    /// serves more weight rows, and 1 lane per block, so its scale is loaded once.
+    /// `KILN_MATVEC_WG` overrides (read once).
+    /// - GPUs want many workgroups in flight and coalesced loads: 2 rows, 4 lanes per
+    ///   Q8_0 block. On an H200 (2026-11-30, BENCHMARKS.md) 4 lanes took Qwen2.5's Q8_0
+    ///   lm_head from 612 to 570 µs at M = 1 and from 1966 to 1024 µs at M = 4.
+    /// - CPU adapters (lavapipe, WARP, SwiftShader) pay for every load instruction and run
+    ///   few workgroups at a time: 16 rows, so each x load serves more weight rows, and 1
+    ///   lane per block, so its scale is loaded once.
+    /// - 32 invocations a workgroup on both: 64 and 128 were no faster on the H200.
     pub fn for_device(dev: &Device) -> Tuning {
         static ROWS: OnceLock<Option<usize>> = OnceLock::new();
         static Q8_LANES: OnceLock<Option<usize>> = OnceLock::new();
