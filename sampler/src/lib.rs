@@ -15,6 +15,7 @@
 pub mod batch_sampler;
 pub mod beam;
 pub mod engine;
+pub mod eval;
 pub mod error;
 pub mod generate;
 pub mod gpu;
