@@ -240,6 +240,37 @@ fn a_full_queue_is_a_503_and_a_leaving_client_frees_its_slot() {
     assert_eq!(v["usage"]["completion_tokens"], 2);
 }
 
+/// `--queue 0` takes a request while a slot is free and refuses one only when every slot
+/// is busy (it used to refuse everything).
+#[test]
+fn queue_zero_serves_while_a_slot_is_free() {
+    let server = serve(&["--slots", "1", "--queue", "0"]);
+    let port = server.port;
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": "a", "max_tokens": 2, "seed": 1}));
+    assert_eq!(status, 200, "{v}");
+    let long = json!({"prompt": "a", "max_tokens": 120, "stream": true, "seed": 1});
+    let s = request(port, "POST", "/v1/completions", &long.to_string()).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    while !line.starts_with("data:") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": "c", "max_tokens": 2}));
+    assert_eq!(status, 503, "{v}");
+    drop(reader);
+    // The slot frees within a step or so of the stream's reader leaving.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post(port, "/v1/completions", &json!({"prompt": "d", "max_tokens": 2, "seed": 4})).0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, 200, "the freed slot takes a new request");
+}
+
 #[test]
 fn ctrl_c_finishes_the_request_in_flight_then_exits() {
     let mut server = serve(&[]);

@@ -118,16 +118,27 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
     if shared.shutting_down.load(Ordering::SeqCst) {
         return Err(ApiError { status: 503, message: "the server is shutting down".into(), param: None });
     }
+    // Admission: sequences in slots plus requests waiting stay within slots + queue (with
+    // --queue 0, a request is taken only while a slot is free).
+    let busy = || ApiError {
+        status: 503,
+        message: format!("all {} slots are busy and the queue of {} is full: retry later", shared.slots, shared.queue_len),
+        param: None,
+    };
+    let waiting = shared.waiting.fetch_add(1, Ordering::SeqCst);
+    if waiting + shared.active.load(Ordering::SeqCst) >= shared.slots + shared.queue_len {
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Err(busy());
+    }
     match shared.queue.try_send(request) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            return Err(ApiError {
-                status: 503,
-                message: format!("all {} slots are busy and the queue of {} is full: retry later", shared.slots, shared.queue_len),
-                param: None,
-            })
+        Err(e) => {
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(match e {
+                TrySendError::Full(_) => busy(),
+                TrySendError::Disconnected(_) => ApiError { status: 503, message: "the engine has stopped".into(), param: None },
+            });
         }
-        Err(TrySendError::Disconnected(_)) => return Err(ApiError { status: 503, message: "the engine has stopped".into(), param: None }),
     }
 
     let id = format!("{}-{}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, shared.next_id());

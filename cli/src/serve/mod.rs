@@ -42,7 +42,8 @@ pub struct ServeArgs {
     /// Positions per slot (prompt + completion); at most the model's context.
     #[arg(long, default_value_t = 2048)]
     context: usize,
-    /// Requests that may wait for a slot; beyond that, 503.
+    /// Requests that may wait for a slot; beyond that, 503 (0: only as many requests as
+    /// there are free slots are taken).
     #[arg(long, default_value_t = 64)]
     queue: usize,
     /// The model id reported by /v1/models (default: the file or directory name).
@@ -67,8 +68,10 @@ pub struct Shared {
     queue: SyncSender<Request>,
     shutting_down: AtomicBool,
     ids: AtomicU64,
-    /// Sequences in slots now (for /health).
+    /// Sequences in slots now (for /health and admission).
     active: AtomicUsize,
+    /// Requests sent to the engine and not yet taken from its channel.
+    waiting: AtomicUsize,
 }
 
 impl Shared {
@@ -111,7 +114,9 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
     let model_id = args.name.clone().unwrap_or_else(|| {
         args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln".into())
     });
-    let (queue, requests) = sync_channel(args.queue);
+    // Admission counts slots and waiting requests (Shared::waiting); the channel only has
+    // to hold them all.
+    let (queue, requests) = sync_channel(args.slots.saturating_add(args.queue));
     let shared = Arc::new(Shared {
         tokenizer,
         template: parts.chat_template,
@@ -126,6 +131,7 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         shutting_down: AtomicBool::new(false),
         ids: AtomicU64::new(0),
         active: AtomicUsize::new(0),
+        waiting: AtomicUsize::new(0),
     });
     {
         let shared = shared.clone();
@@ -189,6 +195,7 @@ fn serve_engine(mut engine: Engine, requests: Receiver<Request>, shared: &Shared
                 }
             };
             let Some(request) = next else { break };
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
             // A refused request has already been told why through its channel.
             if let Err(e) = engine.admit(request) {
                 if let Some(why) = engine.device().lost() {
@@ -215,6 +222,7 @@ fn serve_engine(mut engine: Engine, requests: Receiver<Request>, shared: &Shared
             // Nothing running: finish what is still queued, then stop.
             match requests.try_recv() {
                 Ok(request) => {
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
                     let _ = engine.admit(request);
                 }
                 Err(_) => return Ok(()),
