@@ -5,7 +5,7 @@
 //!
 //! One item is a context, its choices and the index of the right one. Choice `j` is
 //! scored as the continuation `delimiter + choices[j]` of the context
-//! ([`crate::score::score_answer`]: answer tokens only, trailing whitespace of the context
+//! ([`crate::score::score_answer_only`]: answer tokens only, trailing whitespace of the context
 //! moved to the continuation, as lm-eval's `_encode_pair`), giving its log-likelihood
 //! `ll_j = Σ ln p(answer token | everything before it)`. Then, per item:
 //!
@@ -28,7 +28,7 @@ use kiln_model::{Model, Tokenizer};
 use kiln_tensor::Device;
 
 use crate::error::{param_error, Result};
-use crate::score::score_answer;
+use crate::score::score_answer_only;
 
 /// One multiple-choice item.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,7 +136,7 @@ pub fn score_item(dev: &Device, model: &Model, tokenizer: &Tokenizer, item: &Ite
     item.check("item")?;
     let mut choices = Vec::with_capacity(item.choices.len());
     for choice in &item.choices {
-        let a = score_answer(dev, model, tokenizer, &item.context, &format!("{delimiter}{choice}"))?;
+        let a = score_answer_only(dev, model, tokenizer, &item.context, &format!("{delimiter}{choice}"))?;
         let t = &a.answer_totals;
         choices.push(ChoiceScore {
             loglikelihood: t.sum_logprob,

@@ -173,11 +173,18 @@ pub fn score_ids_in_chunks(
     }
     kiln_kernels::embedding::check_ids(ids, c.vocab_size)?;
 
-    // Feed ids[..n-1]; the logits at position p score ids[p + 1].
+    // Feed ids[..n-1]; the logits at position p score ids[p + 1]. Positions before
+    // first_scored - 1 score nothing: they only fill the cache, without their logits.
     let fed = ids.len() - 1;
     let mut cache = model.new_cache(dev, fed)?;
     let mut scores = Vec::with_capacity(ids.len() - first_scored);
-    let mut start = 0;
+    let mut start = first_scored - 1;
+    if start > 0 {
+        let input = Tensor::from_slice(dev, &ids[..start], &[start])?;
+        let mut rec = Recorder::new(dev);
+        model.forward(&mut rec, &input, &mut cache, false)?;
+        rec.submit()?;
+    }
     while start < fed {
         let end = (start + chunk_rows).min(fed);
         let rows = end - start;
@@ -289,6 +296,31 @@ pub fn score_answer(
     context: &str,
     answer: &str,
 ) -> Result<AnswerScore> {
+    score_pair(dev, model, tokenizer, context, answer, false)
+}
+
+/// [`score_answer`] without scoring the context: `text.tokens` holds the answer's
+/// tokens only (`text.first_scored == answer_start`), so only the answer's positions
+/// go through the LM head. The answer's scores and totals are those of
+/// [`score_answer`]; this is what multiple-choice evaluation needs.
+pub fn score_answer_only(
+    dev: &Device,
+    model: &Model,
+    tokenizer: &Tokenizer,
+    context: &str,
+    answer: &str,
+) -> Result<AnswerScore> {
+    score_pair(dev, model, tokenizer, context, answer, true)
+}
+
+fn score_pair(
+    dev: &Device,
+    model: &Model,
+    tokenizer: &Tokenizer,
+    context: &str,
+    answer: &str,
+    answer_only: bool,
+) -> Result<AnswerScore> {
     if answer.is_empty() {
         return Err(param_error("answer", "is empty: give the text to score after the context"));
     }
@@ -314,7 +346,8 @@ pub fn score_answer(
         return Err(param_error("answer", format!("{answer:?} encodes to no tokens")));
     }
     check_fits(model, "context + answer", ids.len())?;
-    let text = score_sequence(dev, model, tokenizer, ids, 1.max(prefix))?;
+    let first_scored = if answer_only { answer_start } else { 1.max(prefix) };
+    let text = score_sequence(dev, model, tokenizer, ids, first_scored)?;
     let answer_ids = &text.ids[answer_start..];
     let answer_totals =
         Totals::new(&text.tokens[answer_start - text.first_scored..], text_bytes(tokenizer, answer_ids)?);

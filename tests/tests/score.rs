@@ -19,7 +19,7 @@ use kiln_kernels::tolerance::{self, Tol};
 use kiln_model::gguf::tokenizer::{build, GgufTokenizerSpec};
 use kiln_model::gguf::GgufFile;
 use kiln_model::{KvDtype, Model, ModelDir};
-use kiln_sampler::score::{score_answer, score_ids, score_ids_in_chunks, score_text, TokenScore, Totals};
+use kiln_sampler::score::{score_answer, score_answer_only, score_ids, score_ids_in_chunks, score_text, TokenScore, Totals};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
 
@@ -196,6 +196,18 @@ fn tiny_checkpoints_match_transformers_with(kv: KvDtype) {
                 check_totals(&format!("{what} (answer)"), &a.answer_totals, &case["answer_totals"], token);
                 let sum: f64 = a.answer_tokens().iter().map(|t| f64::from(t.logprob)).sum();
                 assert_eq!(sum, a.answer_totals.sum_logprob, "{what}: answer sum over answer tokens only");
+                // Scoring the answer alone (the context only fills the cache) gives the
+                // same answer tokens and totals.
+                let only = score_answer_only(&dev, &model, tok, &a.context, &a.answer).unwrap();
+                assert_eq!(only.text.first_scored, a.answer_start, "{what}: answer-only starts at the answer");
+                assert_eq!(only.text.tokens.len(), a.answer_tokens().len(), "{what}: answer-only token count");
+                check(
+                    &format!("{what}: answer-only logprobs"),
+                    &column(&only.text.tokens, |t| t.logprob),
+                    &column(a.answer_tokens(), |t| t.logprob),
+                    token,
+                );
+                check_totals(&format!("{what} (answer only)"), &only.answer_totals, &case["answer_totals"], token);
             }
         }
     }
