@@ -284,3 +284,31 @@ fn ctrl_c_finishes_the_request_in_flight_then_exits() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// `/tokenize` and `/detokenize` (llama-server's shapes) round-trip a text, give pieces on
+/// request, and refuse bad input with a 400 naming the field.
+#[test]
+fn tokenize_and_detokenize_round_trip() {
+    let server = serve(&[]);
+    let port = server.port;
+    let text = "Hello, world! Café \u{1F680}";
+    let (status, v) = post(port, "/tokenize", &json!({"content": text}));
+    assert_eq!(status, 200, "{v}");
+    let ids: Vec<u64> = v["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    assert!(ids.len() > 3, "{v}");
+    let (status, back) = post(port, "/detokenize", &json!({"tokens": ids}));
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["content"], text);
+    let (status, p) = post(port, "/tokenize", &json!({"content": "Hello world", "with_pieces": true}));
+    assert_eq!(status, 200, "{p}");
+    let pieces: String = p["tokens"].as_array().unwrap().iter().map(|t| t["piece"].as_str().unwrap().to_string()).collect();
+    assert_eq!(pieces, "Hello world");
+    assert!(p["tokens"][0]["id"].is_u64(), "{p}");
+    let (status, e) = post(port, "/detokenize", &json!({"tokens": [u32::MAX]}));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["param"], "tokens", "{e}");
+    let (status, e) = post(port, "/tokenize", &json!({"text": "x"}));
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("content"), "{e}");
+    assert_eq!(get(port, "/tokenize").unwrap().0, 405);
+}

@@ -13,7 +13,7 @@ use kiln_sampler::stop::StopStrings;
 use serde_json::{json, Value};
 
 use super::http::{self, HttpRequest};
-use super::openai::{parse, ApiError, ChatRequest, CompletionRequest, Generation, Prompt};
+use super::openai::{parse, ApiError, ChatRequest, CompletionRequest, DetokenizeRequest, Generation, Prompt, TokenizeRequest};
 use super::Shared;
 
 pub fn handle(mut stream: TcpStream, shared: &Shared) {
@@ -44,9 +44,39 @@ fn route(stream: &mut TcpStream, shared: &Shared, req: &HttpRequest) -> Result<(
         })),
         ("POST", "/v1/completions") => completions(stream, shared, &req.body),
         ("POST", "/v1/chat/completions") => chat(stream, shared, &req.body),
-        (_, "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions") => Err(not_allowed()),
+        ("POST", "/tokenize") => reply(stream, tokenize(shared, &req.body)?),
+        ("POST", "/detokenize") => reply(stream, detokenize(shared, &req.body)?),
+        (_, "/health" | "/v1/models" | "/v1/completions" | "/v1/chat/completions" | "/tokenize" | "/detokenize") => {
+            Err(not_allowed())
+        }
         _ => Err(ApiError { status: 404, message: format!("no route {} {}", req.method, req.path), param: None }),
     }
+}
+
+/// `{"tokens": [id, ...]}`, or `[{"id", "piece"}, ...]` with `with_pieces` (a piece is
+/// the token's decoded text).
+fn tokenize(shared: &Shared, body: &[u8]) -> Result<Value, ApiError> {
+    let req: TokenizeRequest = parse(body)?;
+    let ids = shared
+        .tokenizer
+        .encode_with_special(&req.content, req.add_special)
+        .map_err(|e| ApiError::bad(e.to_string(), Some("content")))?;
+    if !req.with_pieces {
+        return Ok(json!({ "tokens": ids }));
+    }
+    let mut pieces = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        let piece = shared.tokenizer.decode(&[id], false).map_err(|e| ApiError::bad(e.to_string(), Some("content")))?;
+        pieces.push(json!({ "id": id, "piece": piece }));
+    }
+    Ok(json!({ "tokens": pieces }))
+}
+
+/// `{"content": text}` of the ids; an id outside the vocabulary is a 400.
+fn detokenize(shared: &Shared, body: &[u8]) -> Result<Value, ApiError> {
+    let req: DetokenizeRequest = parse(body)?;
+    let content = shared.tokenizer.decode(&req.tokens, false).map_err(|e| ApiError::bad(e.to_string(), Some("tokens")))?;
+    Ok(json!({ "content": content }))
 }
 
 fn reply(stream: &mut TcpStream, body: Value) -> Result<(), ApiError> {

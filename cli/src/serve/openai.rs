@@ -134,6 +134,24 @@ pub struct ChatRequest {
     pub sampling: Sampling,
 }
 
+/// `POST /tokenize` (llama-server's shape).
+#[derive(Deserialize, Debug)]
+pub struct TokenizeRequest {
+    pub content: String,
+    /// Add the tokenizer's special tokens (a BOS) as the model's files ask.
+    #[serde(default)]
+    pub add_special: bool,
+    /// Answer `{"id", "piece"}` objects instead of bare ids.
+    #[serde(default)]
+    pub with_pieces: bool,
+}
+
+/// `POST /detokenize` (llama-server's shape).
+#[derive(Deserialize, Debug)]
+pub struct DetokenizeRequest {
+    pub tokens: Vec<u32>,
+}
+
 /// Parse a JSON body into `T`, turning serde's complaint into a 400.
 pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}"), None))
