@@ -312,3 +312,58 @@ fn tokenize_and_detokenize_round_trip() {
     assert!(e["error"]["message"].as_str().unwrap().contains("content"), "{e}");
     assert_eq!(get(port, "/tokenize").unwrap().0, 405);
 }
+
+/// `echo` with `logprobs` on /v1/completions — what lm-evaluation-harness's
+/// `local-completions` sends to score a continuation (token-id prompt, `max_tokens` 0 or
+/// 1): the prompt's tokens come back with their log-probs (the first null), equal to
+/// `kiln score`'s, with alternatives and text offsets; `max_tokens` 1 adds one token.
+#[test]
+fn echo_returns_the_prompt_log_probs_kiln_score_computes() {
+    let server = serve(&[]);
+    let port = server.port;
+    let text = "The capital of France is Paris.";
+    let (_, t) = post(port, "/tokenize", &json!({"content": text}));
+    let ids: Vec<u64> = t["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": ids, "max_tokens": 0, "echo": true, "logprobs": 2, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["text"], text);
+    let lp = &choice["logprobs"];
+    let token_lps = lp["token_logprobs"].as_array().unwrap();
+    assert_eq!(token_lps.len(), ids.len());
+    assert!(token_lps[0].is_null() && lp["top_logprobs"][0].is_null(), "{lp}");
+    assert_eq!(lp["text_offset"][0], 0);
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+    // kiln score on the same text scores the same tokens (the first has no context).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("text.txt");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["score", "-m", MODEL, "--json", "--text"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let score: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = score["token_logprobs"].as_array().unwrap();
+    assert_eq!(want.len(), ids.len() - 1);
+    for (i, (got, want)) in token_lps[1..].iter().zip(want).enumerate() {
+        let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+        assert!((g - w).abs() < 1e-4, "token {}: echo {g} vs kiln score {w}", i + 1);
+        let top = lp["top_logprobs"][i + 1].as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 2, "{top:?}");
+        let best = top.values().map(|x| x.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+        assert!(best >= g - 1e-6, "token {}: the top alternative ({best}) is at least the token's ({g})", i + 1);
+    }
+    // max_tokens 1: the prompt, then one generated token.
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": text, "max_tokens": 1, "echo": true, "logprobs": 1, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert!(choice["text"].as_str().unwrap().starts_with(text), "{choice}");
+    assert_eq!(choice["logprobs"]["tokens"].as_array().unwrap().len(), ids.len() + 1);
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+    // Echo without logprobs: the text only.
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": text, "max_tokens": 0, "echo": true}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], text);
+    assert!(v["choices"][0]["logprobs"].is_null());
+    let (status, e) = post(port, "/v1/completions", &json!({"prompt": text, "echo": true, "stream": true}));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["param"], "echo");
+}

@@ -214,6 +214,66 @@ pub fn score_ids_in_chunks(
     Ok(scores)
 }
 
+/// One prompt token's log-probability given the tokens before it, and the `top` most
+/// likely tokens at its position (the completions API's `echo` with `logprobs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptLogprob {
+    /// ln p(token | the tokens before it).
+    pub logprob: f32,
+    /// The most likely ids at the position with their log-probs, best first (ties to the
+    /// smaller id).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// For every id after the first: its log-prob given the ids before it, and the `top`
+/// (0..=[`kiln_kernels::topn::MAX_TOP`]) most likely ids there — from one forward pass
+/// (in chunks, as [`score_ids`]), on the GPU. `ids.len()` must be 2..= the model's
+/// context.
+pub fn prompt_logprobs(dev: &Device, model: &Model, ids: &[u32], top: usize) -> Result<Vec<PromptLogprob>> {
+    use kiln_kernels::topn;
+    if top > topn::MAX_TOP {
+        return Err(param_error("logprobs", format!("at most {} alternatives, got {top}", topn::MAX_TOP)));
+    }
+    let c = model.config();
+    if ids.len() < 2 || ids.len() > c.max_position_embeddings {
+        return Err(param_error(
+            "prompt",
+            format!("{} tokens: needs 2 to {} (the model's context) to score", ids.len(), c.max_position_embeddings),
+        ));
+    }
+    kiln_kernels::embedding::check_ids(ids, c.vocab_size)?;
+    let row_bytes = (c.vocab_size * 4) as u64;
+    let chunk_rows = ((dev.max_binding_bytes() / row_bytes.max(1)) as usize).clamp(1, MAX_CHUNK_ROWS);
+    let fed = ids.len() - 1;
+    let mut cache = model.new_cache(dev, fed)?;
+    let mut out = Vec::with_capacity(fed);
+    let mut start = 0;
+    while start < fed {
+        let end = (start + chunk_rows).min(fed);
+        let rows = end - start;
+        let input = Tensor::from_slice(dev, &ids[start..end], &[rows])?;
+        let targets = Tensor::from_slice(dev, &ids[start + 1..end + 1], &[rows])?;
+        let scores = Tensor::empty(dev, &[rows, COLS], DType::F32)?;
+        let top_ids = Tensor::empty(dev, &[rows, top.max(1)], DType::U32)?;
+        let top_lps = Tensor::empty(dev, &[rows, top.max(1)], DType::F32)?;
+        let mut rec = Recorder::new(dev);
+        let logits = model.forward(&mut rec, &input, &mut cache, true)?; // [rows, vocab]
+        logprobs::token_logprobs(&mut rec, &logits, &targets, &scores)?;
+        if top > 0 {
+            topn::top_logprobs(&mut rec, &logits, &top_ids, &top_lps)?;
+        }
+        rec.submit()?;
+        let scores = scores.to_vec_f32()?;
+        let (top_ids, top_lps) = if top > 0 { (top_ids.to_vec_u32()?, top_lps.to_vec_f32()?) } else { (vec![], vec![]) };
+        for r in 0..rows {
+            let alternatives = (0..top).map(|j| (top_ids[r * top + j], top_lps[r * top + j])).collect();
+            out.push(PromptLogprob { logprob: scores[r * COLS + logprobs::LOGPROB], top: alternatives });
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
 /// `text`'s ids with the tokenizer's special tokens: (special prefix ++ text ids, length
 /// of the prefix). Special tokens after the text are dropped.
 fn encode(tokenizer: &Tokenizer, text: &str) -> Result<(Vec<u32>, usize)> {

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kiln_model::gguf::chat::ChatMessage;
 use kiln_sampler::engine::{Event, FinishReason, Request};
 use kiln_sampler::gpu::TokenChoice;
+use kiln_sampler::score::prompt_logprobs;
 use kiln_sampler::stop::StopStrings;
 use serde_json::{json, Value};
 
@@ -90,9 +91,6 @@ fn now() -> u64 {
 
 fn completions(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiError> {
     let req: CompletionRequest = parse(body)?;
-    if req.echo {
-        return Err(ApiError::bad("echo is not supported", Some("echo")));
-    }
     let ids = match req.prompt {
         Prompt::Text(text) => shared.encode(&text)?,
         Prompt::Texts(texts) if texts.len() == 1 => shared.encode(&texts[0])?,
@@ -100,7 +98,44 @@ fn completions(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(
         Prompt::Ids(ids) => ids,
     };
     let gen = req.sampling.generation(req.logprobs, 16)?;
-    run(stream, shared, ids, gen, Endpoint::Completion)
+    if !req.echo {
+        return run(stream, shared, ids, gen, Endpoint::Completion, None);
+    }
+    if gen.stream {
+        return Err(ApiError::bad("echo with stream is not supported", Some("echo")));
+    }
+    let echo = echo_prompt(shared, &ids, req.logprobs)?;
+    if gen.max_tokens > 0 {
+        return run(stream, shared, ids, gen, Endpoint::Completion, Some(echo));
+    }
+    // max_tokens 0: the prompt scored, nothing generated (what evaluation harnesses send).
+    let out = Output { shared, endpoint: Endpoint::Completion, id: format!("cmpl-{}", shared.next_id()), created: now(), text: echo.0, logprobs: echo.1 };
+    let choice = json!({"index": 0, "text": out.text, "logprobs": out.completion_logprobs(&gen), "finish_reason": "length"});
+    let usage = json!({"prompt_tokens": ids.len(), "completion_tokens": 0, "total_tokens": ids.len()});
+    reply(stream, json!({"id": out.id, "object": "text_completion", "created": out.created, "model": shared.model_id, "choices": [choice], "usage": usage}))
+}
+
+/// `echo`: the prompt's text and, with `logprobs` N, its tokens' entries — the first
+/// with a null log-prob and alternatives (nothing comes before it), then each token's
+/// log-prob given the ones before it and the N most likely tokens at its position.
+fn echo_prompt(shared: &Shared, ids: &[u32], logprobs: Option<usize>) -> Result<(String, Vec<Value>), ApiError> {
+    let text = shared.tokenizer.decode(ids, false).map_err(|e| ApiError::bad(e.to_string(), Some("prompt")))?;
+    let Some(n) = logprobs else { return Ok((text, Vec::new())) };
+    let mut entries = Vec::with_capacity(ids.len());
+    if let Some(&first) = ids.first() {
+        let bytes = shared.tokenizer.token_bytes(first).unwrap_or_default();
+        entries.push(json!({"token": String::from_utf8_lossy(&bytes), "logprob": null, "bytes": bytes, "top_logprobs": null}));
+    }
+    if ids.len() >= 2 {
+        let scored = prompt_logprobs(&shared.dev, &shared.model, ids, n).map_err(|e| {
+            let param = if let kiln_sampler::SamplerError::Param { name, .. } = &e { name.clone() } else { "prompt".into() };
+            ApiError { status: 400, message: e.to_string(), param: Some(param) }
+        })?;
+        for (&id, p) in ids[1..].iter().zip(scored) {
+            entries.push(logprob_entry(shared, &TokenChoice { id, logprob: Some(p.logprob), top: p.top }));
+        }
+    }
+    Ok((text, entries))
 }
 
 fn chat(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiError> {
@@ -129,7 +164,7 @@ fn chat(stream: &mut TcpStream, shared: &Shared, body: &[u8]) -> Result<(), ApiE
     // OpenAI's chat default is "up to the context": here, what the slot has room for.
     let default_max = shared.context.saturating_sub(ids.len()).max(1);
     let gen = req.sampling.generation(logprobs, default_max)?;
-    run(stream, shared, ids, gen, Endpoint::Chat)
+    run(stream, shared, ids, gen, Endpoint::Chat, None)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -138,8 +173,16 @@ enum Endpoint {
     Chat,
 }
 
-/// Queue the request, then stream or collect its tokens.
-fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generation, endpoint: Endpoint) -> Result<(), ApiError> {
+/// Queue the request, then stream or collect its tokens; `echo` (text, log-prob entries)
+/// goes before them.
+fn run(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    prompt: Vec<u32>,
+    gen: Generation,
+    endpoint: Endpoint,
+    echo: Option<(String, Vec<Value>)>,
+) -> Result<(), ApiError> {
     shared.validate(&prompt, &gen)?;
     let mut stops = StopStrings::new(&gen.stop).map_err(|e| ApiError::bad(e.to_string(), Some("stop")))?;
     let (tx, rx) = channel();
@@ -172,7 +215,8 @@ fn run(stream: &mut TcpStream, shared: &Shared, prompt: Vec<u32>, gen: Generatio
     }
 
     let id = format!("{}-{}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, shared.next_id());
-    let mut out = Output { shared, endpoint, id, created: now(), text: String::new(), logprobs: Vec::new() };
+    let (text, logprobs) = echo.unwrap_or_default();
+    let mut out = Output { shared, endpoint, id, created: now(), text, logprobs };
     if !gen.stream {
         return respond(stream, &mut out, &gen, rx, &mut stops, prompt_tokens);
     }
@@ -280,8 +324,24 @@ fn respond(
     reply(stream, json!({"id": out.id, "object": object, "created": out.created, "model": shared.model_id, "choices": [choice], "usage": usage}))
 }
 
-/// The completions API's `{token: logprob}` map of a chat-style entry's alternatives.
+/// A chat-style `{token, logprob, bytes, top_logprobs}` entry of one token.
+fn logprob_entry(shared: &Shared, t: &TokenChoice) -> Value {
+    let tok = &shared.tokenizer;
+    let entry = |id: u32, lp: f32| {
+        let bytes = tok.token_bytes(id).unwrap_or_default();
+        json!({"token": String::from_utf8_lossy(&bytes), "logprob": lp, "bytes": bytes})
+    };
+    let mut e = entry(t.id, t.logprob.unwrap_or(f32::NAN));
+    e["top_logprobs"] = t.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+    e
+}
+
+/// The completions API's `{token: logprob}` map of a chat-style entry's alternatives
+/// (null for an echoed first prompt token, which has none).
 fn completion_top(entry: &Value) -> Value {
+    if entry["top_logprobs"].is_null() {
+        return Value::Null;
+    }
     let alternatives = entry["top_logprobs"].as_array().into_iter().flatten();
     Value::Object(alternatives.map(|a| (a["token"].as_str().unwrap_or("").to_string(), a["logprob"].clone())).collect())
 }
@@ -303,14 +363,7 @@ impl Output<'_> {
     }
 
     fn logprob_entry(&self, t: &TokenChoice) -> Value {
-        let tok = &self.shared.tokenizer;
-        let entry = |id: u32, lp: f32| {
-            let bytes = tok.token_bytes(id).unwrap_or_default();
-            json!({"token": String::from_utf8_lossy(&bytes), "logprob": lp, "bytes": bytes})
-        };
-        let mut e = entry(t.id, t.logprob.unwrap_or(f32::NAN));
-        e["top_logprobs"] = t.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
-        e
+        logprob_entry(self.shared, t)
     }
 
     /// The completions API's logprobs object from the chat-style entries.

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kiln_model::{ModelConfig, ModelError, Tokenizer};
+use kiln_model::{Model, ModelConfig, ModelError, Tokenizer};
+use kiln_tensor::Device;
 use kiln_sampler::engine::{check_request, Engine, Request};
 use kiln_sampler::SamplerError;
 
@@ -56,6 +57,10 @@ pub struct ServeArgs {
 
 /// What every connection thread reads.
 pub struct Shared {
+    /// The GPU and the model, for work outside the engine's batch (`echo`'s prompt
+    /// log-probs); the engine thread decodes with the same model.
+    dev: Device,
+    model: Arc<Model>,
     tokenizer: Tokenizer,
     template: Option<String>,
     bos: Option<u32>,
@@ -106,9 +111,10 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
     let Some(tokenizer) = parts.tokenizer else {
         bail!("{} has no tokenizer: kiln serve needs one", args.model.display())
     };
-    let config = parts.model.config();
+    let model = Arc::new(parts.model);
+    let config = model.config();
     let context = args.context.min(config.max_position_embeddings);
-    let engine = Engine::new(&dev, &parts.model, args.slots, context)?;
+    let engine = Engine::new(&dev, &model, args.slots, context)?;
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let model_id = args.name.clone().unwrap_or_else(|| {
@@ -118,6 +124,8 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
     // to hold them all.
     let (queue, requests) = sync_channel(args.slots.saturating_add(args.queue));
     let shared = Arc::new(Shared {
+        dev: dev.clone(),
+        model: model.clone(),
         tokenizer,
         template: parts.chat_template,
         bos: parts.bos,
