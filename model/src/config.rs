@@ -30,6 +30,10 @@ pub enum Arch {
     /// of k before RoPE (`q_norm`, `k_norm`), `head_dim` set apart from hidden / heads, no
     /// q/k/v bias (unless `attention_bias`).
     Qwen3,
+    /// `Gemma3ForCausalLM` / `gemma3_text`: embeddings scaled by sqrt(hidden), RMSNorms
+    /// with `(1 + w)` before and after attention and the MLP, q/k head norms, a GELU-tanh
+    /// gated MLP, sliding-window (local) and global layers with their own RoPE bases.
+    Gemma3,
 }
 
 impl Arch {
@@ -40,6 +44,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3_text",
         }
     }
 
@@ -50,6 +55,7 @@ impl Arch {
             "Qwen2ForCausalLM" | "Qwen2Model" | "qwen2" => Some(Arch::Qwen2),
             "LlamaForCausalLM" | "LlamaModel" | "llama" => Some(Arch::Llama),
             "Qwen3ForCausalLM" | "Qwen3Model" | "qwen3" => Some(Arch::Qwen3),
+            "Gemma3ForCausalLM" | "Gemma3TextModel" | "gemma3_text" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -115,6 +121,8 @@ pub struct ModelConfig {
     pub hidden_act: String,
     /// Qwen2 `sliding_window` when `use_sliding_window` is true; otherwise `None`.
     pub sliding_window: Option<usize>,
+    /// Gemma 3's own fields (local/global layers, attention scale); `None` for the others.
+    pub gemma3: Option<Gemma3Params>,
     /// `bos_token_id` (generation_config.json wins over config.json).
     pub bos_token_id: Option<u32>,
     /// End-of-sequence ids: generation_config.json's `eos_token_id` first, then the ids of
@@ -127,6 +135,28 @@ pub struct ModelConfig {
     pub dtype: Option<DType>,
     /// Where the config was read from.
     pub path: PathBuf,
+}
+
+/// The config fields only Gemma 3 has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemma3Params {
+    /// `query_pre_attn_scalar`: attention scores are scaled by its inverse square root.
+    pub query_pre_attn_scalar: f64,
+    /// RoPE base of the sliding-window layers (`rope_local_base_freq`, or
+    /// `rope_parameters.sliding_attention.rope_theta`); global layers use `rope_theta`.
+    pub rope_local_theta: f64,
+    /// Keys a sliding-window layer attends: positions `p + 1 - sliding_window ..= p`.
+    pub sliding_window: usize,
+    /// Per layer: true for a sliding-window (local) layer, false for a global one
+    /// (`layer_types`, else every `sliding_window_pattern`-th layer is global).
+    pub sliding_layers: Vec<bool>,
+}
+
+impl Gemma3Params {
+    /// The default layer pattern: every `pattern`-th layer (1-based) is global.
+    pub fn pattern_layers(n_layers: usize, pattern: usize) -> Vec<bool> {
+        (0..n_layers).map(|i| pattern == 0 || (i + 1) % pattern != 0).collect()
+    }
 }
 
 /// The sampling defaults of `generation_config.json` (all optional). The eos/bos ids
@@ -434,6 +464,7 @@ impl ModelConfig {
                     mlp_bias: true,
                     hidden_act: f.str("activation_function")?.unwrap_or("gelu_new").to_string(),
                     sliding_window: None,
+                    gemma3: None,
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                     pad_token_id: f.token_id("pad_token_id")?,
@@ -441,7 +472,7 @@ impl ModelConfig {
                     path: path.to_path_buf(),
                 }
             }
-            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => {
+            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 | Arch::Gemma3 => {
                 let hidden = f.positive(&["hidden_size"])?;
                 let n_heads = f.positive(&["num_attention_heads"])?;
                 let n_kv_heads = f.positive_opt("num_key_value_heads")?.unwrap_or(n_heads);
@@ -470,7 +501,14 @@ impl ModelConfig {
                 if head_dim % 2 != 0 {
                     return Err(f.err("head_dim", format!("{head_dim} must be even for rotary embeddings")));
                 }
-                let (rope_theta, rope_scaling) = rope(&f)?;
+                let n_layers = f.positive(&["num_hidden_layers"])?;
+                let (rope_theta, rope_scaling, gemma3) = if arch == Arch::Gemma3 {
+                    let (theta, scaling, g) = gemma3_params(&f, n_layers)?;
+                    (theta, scaling, Some(g))
+                } else {
+                    let (theta, scaling) = rope(&f)?;
+                    (theta, scaling, None)
+                };
                 let attention_bias = f.bool("attention_bias")?;
                 let (qkv_bias, o_bias, mlp_bias) = match arch {
                     // transformers' Qwen2Attention: bias=True on q/k/v, False on o_proj; MLP without bias.
@@ -480,7 +518,9 @@ impl ModelConfig {
                         (b, b, f.bool("mlp_bias")?.unwrap_or(false))
                     }
                 };
-                let sliding_window = if f.bool("use_sliding_window")?.unwrap_or(false) {
+                let sliding_window = if arch == Arch::Gemma3 {
+                    gemma3.as_ref().map(|g| g.sliding_window)
+                } else if f.bool("use_sliding_window")?.unwrap_or(false) {
                     f.positive_opt("sliding_window")?
                 } else {
                     None
@@ -489,7 +529,7 @@ impl ModelConfig {
                     arch,
                     vocab_size,
                     hidden_size: hidden,
-                    n_layers: f.positive(&["num_hidden_layers"])?,
+                    n_layers,
                     n_heads,
                     n_kv_heads,
                     head_dim,
@@ -498,12 +538,16 @@ impl ModelConfig {
                     norm_eps: f.positive_f64("rms_norm_eps")?.unwrap_or(1e-6),
                     rope_theta,
                     rope_scaling,
-                    tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+                    tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(arch == Arch::Gemma3),
                     qkv_bias,
                     o_bias,
                     mlp_bias,
-                    hidden_act: f.str("hidden_act")?.unwrap_or("silu").to_string(),
+                    hidden_act: match arch {
+                        Arch::Gemma3 => f.str("hidden_activation")?.unwrap_or("gelu_pytorch_tanh").to_string(),
+                        _ => f.str("hidden_act")?.unwrap_or("silu").to_string(),
+                    },
                     sliding_window,
+                    gemma3,
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                     pad_token_id: f.token_id("pad_token_id")?,
@@ -584,6 +628,68 @@ fn rope(f: &Fields) -> Result<(f64, Option<Value>)> {
         }
     }
     Ok((theta.unwrap_or(10000.0), scaling))
+}
+
+/// Gemma 3's RoPE bases, scaling and layer pattern (transformers' `Gemma3TextConfig`):
+/// `rope_parameters.{full_attention,sliding_attention}` (v5) or `rope_theta` /
+/// `rope_local_base_freq` / `rope_scaling` (v4), defaults 1e6 and 1e4; `layer_types` or
+/// `sliding_window_pattern` (default 6). Soft-capping options kiln does not run are refused.
+fn gemma3_params(f: &Fields, n_layers: usize) -> Result<(f64, Option<Value>, Gemma3Params)> {
+    for field in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if let Some(v) = f.f64(field)? {
+            return Err(f.err(field, format!("{v}: logit soft-capping is not supported by kiln's Gemma 3")));
+        }
+    }
+    if f.bool("use_bidirectional_attention")? == Some(true) {
+        return Err(f.err("use_bidirectional_attention", "true is not supported (kiln runs causal attention)"));
+    }
+    let non_default = |p: &Fields| -> Result<Option<Value>> {
+        let kind = p.str("rope_type")?.or(p.str("type")?).unwrap_or("default");
+        Ok((kind != "default").then(|| Value::Object(p.obj.clone())))
+    };
+    let mut theta = f.positive_f64("rope_theta")?.unwrap_or(1e6);
+    let mut local = f.positive_f64("rope_local_base_freq")?.unwrap_or(1e4);
+    let mut scaling = match f.nested("rope_scaling")? {
+        Some(s) => non_default(&s)?,
+        None => None,
+    };
+    if let Some(params) = f.nested("rope_parameters")? {
+        if let Some(full) = params.nested("full_attention")? {
+            theta = full.positive_f64("rope_theta")?.unwrap_or(theta);
+            scaling = non_default(&full)?;
+        }
+        if let Some(sliding) = params.nested("sliding_attention")? {
+            local = sliding.positive_f64("rope_theta")?.unwrap_or(local);
+            if let Some(s) = non_default(&sliding)? {
+                return Err(f.err("rope_parameters.sliding_attention", format!("{s}: only unscaled RoPE is supported on local layers")));
+            }
+        }
+    }
+    let sliding_layers = match f.get("layer_types") {
+        Some(Value::Array(items)) => {
+            if items.len() != n_layers {
+                return Err(f.err("layer_types", format!("has {} entries for {n_layers} layers", items.len())));
+            }
+            let mut out = Vec::with_capacity(n_layers);
+            for item in items {
+                out.push(match item.as_str() {
+                    Some("sliding_attention") => true,
+                    Some("full_attention") => false,
+                    _ => return Err(f.err("layer_types", format!("unknown layer type {item}; expected sliding_attention or full_attention"))),
+                });
+            }
+            out
+        }
+        Some(v) => return Err(f.err("layer_types", format!("expected a list of strings, got {v}"))),
+        None => Gemma3Params::pattern_layers(n_layers, f.positive_opt("sliding_window_pattern")?.unwrap_or(6)),
+    };
+    let params = Gemma3Params {
+        query_pre_attn_scalar: f.positive_f64("query_pre_attn_scalar")?.unwrap_or(256.0),
+        rope_local_theta: local,
+        sliding_window: f.positive_opt("sliding_window")?.unwrap_or(4096),
+        sliding_layers,
+    };
+    Ok((theta, scaling, params))
 }
 
 impl GenerationConfig {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod fused;
+pub mod gemma3;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
@@ -30,7 +31,7 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{parse_torch_dtype, Arch, GenerationConfig, ModelConfig, CONFIG_FILE, GENERATION_CONFIG_FILE};
+pub use config::{parse_torch_dtype, Arch, Gemma3Params, GenerationConfig, ModelConfig, CONFIG_FILE, GENERATION_CONFIG_FILE};
 pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvDtype};
 pub use layout::{embedding_name, expected_weights, WeightSpec, LM_HEAD};
