@@ -35,10 +35,11 @@ const TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
 const TOP_LOGITS_F16_KV: Tol = Tol { abs: 3e-2, rel: 0.0 };
 
 /// Gemma 3 270M's top-10 logits vs transformers with an f32 KV cache: as for Qwen2.5, the
-/// same dequantized blocks in f32 on both sides.
+/// same dequantized blocks in f32 on both sides (largest difference seen 2.1e-5, on
+/// `code_numpy`; logits ~10-30).
 const GEMMA3_TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
-/// The same with the default f16 KV cache.
-const GEMMA3_TOP_LOGITS_F16_KV: Tol = Tol { abs: 3e-2, rel: 0.0 };
+/// The same with the default f16 KV cache: measured 2.4e-3 (`code_fib`).
+const GEMMA3_TOP_LOGITS_F16_KV: Tol = Tol { abs: 1e-2, rel: 0.0 };
 
 fn greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
     let opts = GenerateOptions::greedy(n, vec![]);
