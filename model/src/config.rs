@@ -1,5 +1,5 @@
 //! `config.json` and `generation_config.json` of a Hugging Face model directory, read into
-//! one [`ModelConfig`] for every supported family (GPT-2, Qwen2, Llama).
+//! one [`ModelConfig`] for every supported family (GPT-2, Qwen2, Llama, Qwen3, Gemma 3).
 //!
 //! Fields are read by hand from the JSON object (not by a serde struct) so that every
 //! problem is reported as `config.json: field `x`: what is wrong`.

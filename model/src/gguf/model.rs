@@ -1,4 +1,4 @@
-//! GPT-2, Qwen2, Qwen3 and Llama from a GGUF file: the config from `<arch>.*` metadata, and a
+//! GPT-2, Qwen2, Qwen3, Llama and Gemma 3 from a GGUF file: the config from `<arch>.*` metadata, and a
 //! [`WeightSource`] that serves llama.cpp's tensor names under the Hugging Face names the
 //! model code asks for. Block-quantized tensors are repacked (not dequantized) for the
 //! GPU. llama.cpp's converter stores the Q and K rows of *llama* models permuted for its
@@ -78,7 +78,8 @@ fn meta_err(file: &GgufFile, key: &str, detail: impl Into<String>) -> ModelError
     ModelError::GgufMetadata { path: file.path().to_path_buf(), key: key.to_string(), detail: detail.into() }
 }
 
-/// The model config from GGUF metadata (`general.architecture` = qwen2 or llama).
+/// The model config from GGUF metadata (`general.architecture` = gpt2, qwen2, qwen3, llama
+/// or gemma3).
 pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     let arch_name = file.architecture()?.to_string();
     let arch = match arch_name.as_str() {
