@@ -11,6 +11,7 @@
 //!   as `1 + w`): prompt ids with the file's BOS equal, top-10 ids as a set and their
 //!   logits as for Qwen2.5, 16 greedy ids exact on four prompts; the tokenizer's ids on
 //!   tricky strings equal transformers'.
+//!
 //! The models come from `kiln fetch` (cached outside the repo). Without them these tests
 //! print a note and pass, unless KILN_REQUIRE_MODELS=1 (CI), where they fail.
 

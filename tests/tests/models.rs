@@ -170,7 +170,7 @@ fn gemma3_logit_softcapping_is_refused_naming_the_field() {
         let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
         cfg[field] = serde_json::json!(30.0);
         std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-        let err = ModelDir::open(tmp.path()).err().expect("refused").to_string();
+        let err = ModelDir::open(tmp.path()).expect_err("refused").to_string();
         assert!(err.contains("config.json") && err.contains(field), "{err}");
     }
 }
