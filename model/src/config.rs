@@ -10,6 +10,8 @@ use kiln_tensor::DType;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+pub use crate::gemma3::Gemma3Params;
+use crate::gemma3::gemma3_params;
 
 /// The model config's file name in a Hugging Face directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -137,28 +139,6 @@ pub struct ModelConfig {
     pub path: PathBuf,
 }
 
-/// The config fields only Gemma 3 has.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gemma3Params {
-    /// `query_pre_attn_scalar`: attention scores are scaled by its inverse square root.
-    pub query_pre_attn_scalar: f64,
-    /// RoPE base of the sliding-window layers (`rope_local_base_freq`, or
-    /// `rope_parameters.sliding_attention.rope_theta`); global layers use `rope_theta`.
-    pub rope_local_theta: f64,
-    /// Keys a sliding-window layer attends: positions `p + 1 - sliding_window ..= p`.
-    pub sliding_window: usize,
-    /// Per layer: true for a sliding-window (local) layer, false for a global one
-    /// (`layer_types`, else every `sliding_window_pattern`-th layer is global).
-    pub sliding_layers: Vec<bool>,
-}
-
-impl Gemma3Params {
-    /// The default layer pattern: every `pattern`-th layer (1-based) is global.
-    pub fn pattern_layers(n_layers: usize, pattern: usize) -> Vec<bool> {
-        (0..n_layers).map(|i| pattern == 0 || (i + 1) % pattern != 0).collect()
-    }
-}
-
 /// The sampling defaults of `generation_config.json` (all optional). The eos/bos ids
 /// are folded into [`ModelConfig`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -225,7 +205,7 @@ impl<'a> Fields<'a> {
         Fields { path, obj, prefix: String::new() }
     }
 
-    fn err(&self, field: &str, detail: impl Into<String>) -> ModelError {
+    pub(crate) fn err(&self, field: &str, detail: impl Into<String>) -> ModelError {
         ModelError::config(self.path, format!("{}{field}", self.prefix), detail)
     }
 
@@ -628,68 +608,6 @@ fn rope(f: &Fields) -> Result<(f64, Option<Value>)> {
         }
     }
     Ok((theta.unwrap_or(10000.0), scaling))
-}
-
-/// Gemma 3's RoPE bases, scaling and layer pattern (transformers' `Gemma3TextConfig`):
-/// `rope_parameters.{full_attention,sliding_attention}` (v5) or `rope_theta` /
-/// `rope_local_base_freq` / `rope_scaling` (v4), defaults 1e6 and 1e4; `layer_types` or
-/// `sliding_window_pattern` (default 6). Soft-capping options kiln does not run are refused.
-fn gemma3_params(f: &Fields, n_layers: usize) -> Result<(f64, Option<Value>, Gemma3Params)> {
-    for field in ["final_logit_softcapping", "attn_logit_softcapping"] {
-        if let Some(v) = f.f64(field)? {
-            return Err(f.err(field, format!("{v}: logit soft-capping is not supported by kiln's Gemma 3")));
-        }
-    }
-    if f.bool("use_bidirectional_attention")? == Some(true) {
-        return Err(f.err("use_bidirectional_attention", "true is not supported (kiln runs causal attention)"));
-    }
-    let non_default = |p: &Fields| -> Result<Option<Value>> {
-        let kind = p.str("rope_type")?.or(p.str("type")?).unwrap_or("default");
-        Ok((kind != "default").then(|| Value::Object(p.obj.clone())))
-    };
-    let mut theta = f.positive_f64("rope_theta")?.unwrap_or(1e6);
-    let mut local = f.positive_f64("rope_local_base_freq")?.unwrap_or(1e4);
-    let mut scaling = match f.nested("rope_scaling")? {
-        Some(s) => non_default(&s)?,
-        None => None,
-    };
-    if let Some(params) = f.nested("rope_parameters")? {
-        if let Some(full) = params.nested("full_attention")? {
-            theta = full.positive_f64("rope_theta")?.unwrap_or(theta);
-            scaling = non_default(&full)?;
-        }
-        if let Some(sliding) = params.nested("sliding_attention")? {
-            local = sliding.positive_f64("rope_theta")?.unwrap_or(local);
-            if let Some(s) = non_default(&sliding)? {
-                return Err(f.err("rope_parameters.sliding_attention", format!("{s}: only unscaled RoPE is supported on local layers")));
-            }
-        }
-    }
-    let sliding_layers = match f.get("layer_types") {
-        Some(Value::Array(items)) => {
-            if items.len() != n_layers {
-                return Err(f.err("layer_types", format!("has {} entries for {n_layers} layers", items.len())));
-            }
-            let mut out = Vec::with_capacity(n_layers);
-            for item in items {
-                out.push(match item.as_str() {
-                    Some("sliding_attention") => true,
-                    Some("full_attention") => false,
-                    _ => return Err(f.err("layer_types", format!("unknown layer type {item}; expected sliding_attention or full_attention"))),
-                });
-            }
-            out
-        }
-        Some(v) => return Err(f.err("layer_types", format!("expected a list of strings, got {v}"))),
-        None => Gemma3Params::pattern_layers(n_layers, f.positive_opt("sliding_window_pattern")?.unwrap_or(6)),
-    };
-    let params = Gemma3Params {
-        query_pre_attn_scalar: f.positive_f64("query_pre_attn_scalar")?.unwrap_or(256.0),
-        rope_local_theta: local,
-        sliding_window: f.positive_opt("sliding_window")?.unwrap_or(4096),
-        sliding_layers,
-    };
-    Ok((theta, scaling, params))
 }
 
 impl GenerationConfig {

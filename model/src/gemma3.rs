@@ -21,13 +21,99 @@ use kiln_kernels::attention::{self, AttendOptions};
 use kiln_kernels::kv_cache::{self as kv, Rows};
 use kiln_kernels::{elementwise, rope};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
+use serde_json::Value;
 
 use crate::batch::Step;
 use crate::fused::{self, NormRef, Stacked};
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
+use crate::config::Fields;
 use crate::source::WeightSource;
-use crate::{Gemma3Params, ModelConfig, ModelError, Result};
+use crate::{ModelConfig, ModelError, Result};
+
+/// The config fields only Gemma 3 has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemma3Params {
+    /// `query_pre_attn_scalar`: attention scores are scaled by its inverse square root.
+    pub query_pre_attn_scalar: f64,
+    /// RoPE base of the sliding-window layers (`rope_local_base_freq`, or
+    /// `rope_parameters.sliding_attention.rope_theta`); global layers use `rope_theta`.
+    pub rope_local_theta: f64,
+    /// Keys a sliding-window layer attends: positions `p + 1 - sliding_window ..= p`.
+    pub sliding_window: usize,
+    /// Per layer: true for a sliding-window (local) layer, false for a global one
+    /// (`layer_types`, else every `sliding_window_pattern`-th layer is global).
+    pub sliding_layers: Vec<bool>,
+}
+
+impl Gemma3Params {
+    /// The default layer pattern: every `pattern`-th layer (1-based) is global.
+    pub fn pattern_layers(n_layers: usize, pattern: usize) -> Vec<bool> {
+        (0..n_layers).map(|i| pattern == 0 || (i + 1) % pattern != 0).collect()
+    }
+}
+
+/// Gemma 3's RoPE bases, scaling and layer pattern (transformers' `Gemma3TextConfig`):
+/// `rope_parameters.{full_attention,sliding_attention}` (v5) or `rope_theta` /
+/// `rope_local_base_freq` / `rope_scaling` (v4), defaults 1e6 and 1e4; `layer_types` or
+/// `sliding_window_pattern` (default 6). Soft-capping options kiln does not run are refused.
+pub(crate) fn gemma3_params(f: &Fields, n_layers: usize) -> Result<(f64, Option<Value>, Gemma3Params)> {
+    for field in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if let Some(v) = f.f64(field)? {
+            return Err(f.err(field, format!("{v}: logit soft-capping is not supported by kiln's Gemma 3")));
+        }
+    }
+    if f.bool("use_bidirectional_attention")? == Some(true) {
+        return Err(f.err("use_bidirectional_attention", "true is not supported (kiln runs causal attention)"));
+    }
+    let non_default = |p: &Fields| -> Result<Option<Value>> {
+        let kind = p.str("rope_type")?.or(p.str("type")?).unwrap_or("default");
+        Ok((kind != "default").then(|| Value::Object(p.obj.clone())))
+    };
+    let mut theta = f.positive_f64("rope_theta")?.unwrap_or(1e6);
+    let mut local = f.positive_f64("rope_local_base_freq")?.unwrap_or(1e4);
+    let mut scaling = match f.nested("rope_scaling")? {
+        Some(s) => non_default(&s)?,
+        None => None,
+    };
+    if let Some(params) = f.nested("rope_parameters")? {
+        if let Some(full) = params.nested("full_attention")? {
+            theta = full.positive_f64("rope_theta")?.unwrap_or(theta);
+            scaling = non_default(&full)?;
+        }
+        if let Some(sliding) = params.nested("sliding_attention")? {
+            local = sliding.positive_f64("rope_theta")?.unwrap_or(local);
+            if let Some(s) = non_default(&sliding)? {
+                return Err(f.err("rope_parameters.sliding_attention", format!("{s}: only unscaled RoPE is supported on local layers")));
+            }
+        }
+    }
+    let sliding_layers = match f.get("layer_types") {
+        Some(Value::Array(items)) => {
+            if items.len() != n_layers {
+                return Err(f.err("layer_types", format!("has {} entries for {n_layers} layers", items.len())));
+            }
+            let mut out = Vec::with_capacity(n_layers);
+            for item in items {
+                out.push(match item.as_str() {
+                    Some("sliding_attention") => true,
+                    Some("full_attention") => false,
+                    _ => return Err(f.err("layer_types", format!("unknown layer type {item}; expected sliding_attention or full_attention"))),
+                });
+            }
+            out
+        }
+        Some(v) => return Err(f.err("layer_types", format!("expected a list of strings, got {v}"))),
+        None => Gemma3Params::pattern_layers(n_layers, f.positive_opt("sliding_window_pattern")?.unwrap_or(6)),
+    };
+    let params = Gemma3Params {
+        query_pre_attn_scalar: f.positive_f64("query_pre_attn_scalar")?.unwrap_or(256.0),
+        rope_local_theta: local,
+        sliding_window: f.positive_opt("sliding_window")?.unwrap_or(4096),
+        sliding_layers,
+    };
+    Ok((theta, scaling, params))
+}
 
 /// How the file stores the RMSNorm scales.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,4 +374,74 @@ fn attend(
     let opts = AttendOptions { window, scale: Some(scale), ..Default::default() };
     attention::attend_with(rec, &q_rot, kc, vc, rows, &out, &opts)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use crate::gguf::model::gguf_name_for;
+    use crate::{Arch, ModelConfig};
+
+    fn parse(extra: serde_json::Value) -> crate::Result<ModelConfig> {
+        let mut cfg = json!({
+            "model_type": "gemma3_text", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 7,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 24, "intermediate_size": 48,
+            "max_position_embeddings": 128,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        ModelConfig::from_json(Path::new("config.json"), cfg.as_object().unwrap(), None)
+    }
+
+    #[test]
+    fn defaults_follow_gemma3_text_config() {
+        let c = parse(json!({})).unwrap();
+        let g = c.gemma3.as_ref().unwrap();
+        assert_eq!(c.arch, Arch::Gemma3);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.hidden_act, "gelu_pytorch_tanh");
+        assert_eq!((c.rope_theta, g.rope_local_theta, g.query_pre_attn_scalar, g.sliding_window), (1e6, 1e4, 256.0, 4096));
+        // Every 6th layer (1-based) is global.
+        assert_eq!(g.sliding_layers, vec![true, true, true, true, true, false, true]);
+    }
+
+    #[test]
+    fn v4_keys_and_layer_types_are_read() {
+        let types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention"];
+        let c = parse(json!({"rope_theta": 5e5, "rope_local_base_freq": 2e4, "layer_types": types, "sliding_window": 3})).unwrap();
+        let g = c.gemma3.as_ref().unwrap();
+        assert_eq!((c.rope_theta, g.rope_local_theta, g.sliding_window), (5e5, 2e4, 3));
+        assert_eq!(g.sliding_layers, vec![false, true, false, true, true, true, true]);
+    }
+
+    #[test]
+    fn bad_gemma3_configs_name_the_field() {
+        for (extra, field) in [
+            (json!({"final_logit_softcapping": 30.0}), "final_logit_softcapping"),
+            (json!({"layer_types": ["full_attention"]}), "layer_types"),
+            (json!({"layer_types": vec!["global"; 7]}), "layer_types"),
+            (json!({"sliding_window": 0}), "sliding_window"),
+            (json!({"use_bidirectional_attention": true}), "use_bidirectional_attention"),
+        ] {
+            let err = parse(extra.clone()).expect_err("refused").to_string();
+            assert!(err.contains(field) && err.contains("config.json"), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn gguf_names_of_the_four_norms() {
+        let name = |hf: &str| gguf_name_for(Arch::Gemma3, hf).unwrap();
+        assert_eq!(name("model.layers.3.input_layernorm.weight"), "blk.3.attn_norm.weight");
+        assert_eq!(name("model.layers.3.post_attention_layernorm.weight"), "blk.3.post_attention_norm.weight");
+        assert_eq!(name("model.layers.3.pre_feedforward_layernorm.weight"), "blk.3.ffn_norm.weight");
+        assert_eq!(name("model.layers.3.post_feedforward_layernorm.weight"), "blk.3.post_ffw_norm.weight");
+        assert_eq!(name("model.layers.0.self_attn.q_norm.weight"), "blk.0.attn_q_norm.weight");
+        assert_eq!(name("model.norm.weight"), "output_norm.weight");
+        // Llama-like models keep post_attention_layernorm -> ffn_norm.
+        assert_eq!(gguf_name_for(Arch::Llama, "model.layers.3.post_attention_layernorm.weight").unwrap(), "blk.3.ffn_norm.weight");
+    }
 }
