@@ -28,7 +28,7 @@ use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, SplitDelimiterBe
 use super::tokenizer::{token_type, GgufTokenizerSpec, KEY_ADD_BOS, KEY_ADD_EOS, KEY_BOS, KEY_EOS, KEY_TOKENS};
 use crate::error::Result;
 
-/// `general.architecture` values whose SentencePiece vocabulary [`build`] reads.
+/// `general.architecture` values whose SentencePiece vocabulary this module reads.
 pub const GEMMA_ARCHES: &[&str] = &["gemma", "gemma2", "gemma3"];
 
 /// SentencePiece's word-boundary mark.
