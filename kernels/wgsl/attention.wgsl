@@ -8,8 +8,11 @@
 // n_kv_heads, head_dim], stored f16 (two values per u32 word, KV_F16 = true) or f32.
 // Row r is one query token of sequence `slot` at position `pos`: rows[2r], rows[2r+1]
 // when per_row == 1, else (slot, pos_offset + r). It attends cache positions 0..=pos of
-// its slot. Query head h reads kv head h / (n_heads / n_kv_heads); scale = 1/sqrt(head_dim).
-// torch: F.scaled_dot_product_attention(q, k, v, is_causal=True) with k, v repeated per group.
+// its slot, or only the last `window` of them (pos - window < key ≤ pos) when window > 0
+// (sliding-window layers). Query head h reads kv head h / (n_heads / n_kv_heads); the
+// scores are scaled by `scale` (1/sqrt(head_dim) unless the model says otherwise).
+// torch: F.scaled_dot_product_attention(q, k, v, attn_mask=causal [and window] mask,
+// scale=scale) with k, v repeated per group.
 //
 // attend — bindings q, k_cache, v_cache, rows, out, params. One workgroup of WG
 // invocations owns (kv head, chunk of ≤ MAX_G query heads of its group, key split, row):
@@ -24,7 +27,8 @@
 //      accumulator of the lane's dims) takes in exp(s - m) * V of the key.
 // Afterwards the key slots' states are merged through workgroup memory. With one split
 // the result (acc / l) goes to out; with several, split s covers keys
-// [s * chunk, (s + 1) * chunk) ∩ [0, pos] and writes its unnormalised state
+// [s * chunk, (s + 1) * chunk) ∩ [first, pos] (first = pos + 1 - window with a window,
+// else 0) and writes its unnormalised state
 // out[((r * n_heads + h) * n_splits + s) * (head_dim + 2) ..] = (m, l, acc[0..head_dim])
 // (an empty split writes m = -1e30, l = 0).
 //
@@ -47,7 +51,7 @@ struct Params {
     chunk: u32,
     n_splits: u32,
     scale: f32,
-    _pad: u32,
+    window: u32,   // 0: every position up to the row's own; else only the last `window`
 }
 
 // true: the caches hold f16 pairs packed in u32 words; false: f32 bit patterns.
@@ -112,8 +116,11 @@ fn attend_body(wid: vec3<u32>, vt: u32) {
     let r = wid.z;
     let sp = row_slot_pos(r);
     let n_keys = sp.y + 1u;
-    let k_begin = min(split * p.chunk, n_keys);
-    let k_end = min(k_begin + p.chunk, n_keys);
+    // Sliding window: keys before `first` are masked out (an empty split writes l = 0).
+    let first = select(0u, n_keys - min(p.window, n_keys), p.window != 0u);
+    let s_begin = min(split * p.chunk, n_keys);
+    let k_end = min(s_begin + p.chunk, n_keys);
+    let k_begin = max(s_begin, first);
     let rw = row_words();
     let hd = p.head_dim;
 

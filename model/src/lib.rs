@@ -3,11 +3,11 @@
 //!
 //! - [`ModelDir`]: a Hugging Face model directory (`config.json`, `generation_config.json`,
 //!   `model.safetensors` or a sharded index, `tokenizer.json`), opened and validated.
-//! - [`ModelConfig`]: one config for GPT-2, Qwen2, Llama and Qwen3.
+//! - [`ModelConfig`]: one config for GPT-2, Qwen2, Llama, Qwen3 and Gemma 3.
 //! - [`WeightStore`]: memory-mapped safetensors, uploaded to [`kiln_tensor::Tensor`]s by name.
 //! - [`Tokenizer`]: `tokenizer.json` via the `tokenizers` crate, with streaming decode.
 //! - [`layout`]: the tensors (names, shapes) each family needs.
-//! - [`Model`] (`gpt2.rs`, `qwen2.rs` on the blocks of `nn.rs`): the forward passes over a
+//! - [`Model`] (`gpt2.rs`, `qwen2.rs`, `gemma3.rs` on the blocks of `nn.rs`): the forward passes over a
 //!   [`KvCache`]; [`generate`]: prompt checks (generation itself is in kiln-sampler).
 
 pub mod batch;
@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod fused;
+pub mod gemma3;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
@@ -30,7 +31,7 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{parse_torch_dtype, Arch, GenerationConfig, ModelConfig, CONFIG_FILE, GENERATION_CONFIG_FILE};
+pub use config::{parse_torch_dtype, Arch, Gemma3Params, GenerationConfig, ModelConfig, CONFIG_FILE, GENERATION_CONFIG_FILE};
 pub use error::{ModelError, Result};
 pub use kv_cache::{KvCache, KvDtype};
 pub use layout::{embedding_name, expected_weights, WeightSpec, LM_HEAD};

@@ -3,6 +3,7 @@
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::batch::Step;
+use crate::gemma3::{Gemma3, NormWeights};
 use crate::gpt2::Gpt2;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{Embedding, LmHead, Linear};
@@ -16,6 +17,8 @@ pub enum Model {
     Gpt2(Gpt2),
     /// Qwen2, Llama and Qwen3 (one implementation).
     Qwen2(Qwen2),
+    /// Gemma 3 (text).
+    Gemma3(Gemma3),
 }
 
 /// Positions one forward pass of a long prompt runs at most: a longer prompt is prefilled
@@ -31,6 +34,7 @@ impl Model {
         Ok(match dir.config.arch {
             Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &dir.config, &dir.weights, tied)?),
             Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => Model::Qwen2(Qwen2::load(dev, &dir.config, &dir.weights, tied)?),
+            Arch::Gemma3 => Model::Gemma3(Gemma3::load(dev, &dir.config, &dir.weights, tied, NormWeights::Offset)?),
         })
     }
 
@@ -44,6 +48,7 @@ impl Model {
         Ok(match config.arch {
             Arch::Gpt2 => Model::Gpt2(Gpt2::load(dev, &config, &source, tied)?),
             Arch::Qwen2 | Arch::Llama | Arch::Qwen3 => Model::Qwen2(Qwen2::load(dev, &config, &source, tied)?),
+            Arch::Gemma3 => Model::Gemma3(Gemma3::load(dev, &config, &source, tied, NormWeights::WithOne)?),
         })
     }
 
@@ -52,6 +57,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.weight_bytes(),
             Model::Qwen2(m) => m.weight_bytes(),
+            Model::Gemma3(m) => m.weight_bytes(),
         }
     }
 
@@ -60,6 +66,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.decode_weight_bytes(),
             Model::Qwen2(m) => m.decode_weight_bytes(),
+            Model::Gemma3(m) => m.decode_weight_bytes(),
         }
     }
 
@@ -68,6 +75,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => &m.config,
             Model::Qwen2(m) => &m.config,
+            Model::Gemma3(m) => &m.config,
         }
     }
 
@@ -76,6 +84,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.kv_dtype,
             Model::Qwen2(m) => m.kv_dtype,
+            Model::Gemma3(m) => m.kv_dtype,
         }
     }
 
@@ -84,6 +93,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.kv_dtype = dtype,
             Model::Qwen2(m) => m.kv_dtype = dtype,
+            Model::Gemma3(m) => m.kv_dtype = dtype,
         }
     }
 
@@ -111,6 +121,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.forward(rec, ids, cache, step, all_logits),
             Model::Qwen2(m) => m.forward(rec, ids, cache, step, all_logits),
+            Model::Gemma3(m) => m.forward(rec, ids, cache, step, all_logits),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Synthetic models for benchmarks (Qwen2.5-0.5B, SmolLM2-135M, GPT-2 124M): the real
+//! Synthetic models for benchmarks (Qwen2.5-0.5B, SmolLM2-135M, Qwen3-0.6B, GPT-2 124M,
+//! Gemma 3 270M): the real
 //! architectures' shapes and weight types,
 //! filled with seeded random values in memory — no download, nothing on disk. The
 //! outputs are meaningless; the memory traffic and the kernels are the real ones.
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use kiln_tensor::{DType, Device, Tensor};
 
 use crate::config::{Arch, ModelConfig};
-use crate::gguf::model::gguf_name;
+use crate::gguf::model::gguf_name_for;
+use crate::gemma3::{Gemma3, NormWeights};
 use crate::gguf::writer::{write_gguf, TensorEntry};
 use crate::gguf::{GgufArray, GgufValue};
 use crate::layout::expected_weights;
@@ -28,7 +30,7 @@ use crate::source::WeightSource;
 use crate::{ModelError, Result};
 
 /// The architectures `--synthetic` knows.
-pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "qwen3-0.6b", "gpt2"];
+pub const SYNTHETIC_MODELS: &[&str] = &["qwen2.5-0.5b", "smollm2-135m", "qwen3-0.6b", "gpt2", "gemma3-270m"];
 
 /// Weight types of a synthetic model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,7 @@ pub fn synthetic_config(name: &str) -> Result<ModelConfig> {
         mlp_bias: false,
         hidden_act: "silu".into(),
         sliding_window: None,
+        gemma3: None,
         bos_token_id: None,
         eos_token_ids: vec![],
         pad_token_id: None,
@@ -85,6 +88,20 @@ pub fn synthetic_config(name: &str) -> Result<ModelConfig> {
         "smollm2-135m" => Ok(base(Arch::Llama, 49152, 576, 30, 9, 3, 1536, 8192, 1e5, false)),
         // Qwen3-0.6B: head_dim 128, not hidden / heads = 64.
         "qwen3-0.6b" => Ok(ModelConfig { head_dim: 128, ..base(Arch::Qwen3, 151936, 1024, 28, 16, 8, 3072, 40960, 1e6, false) }),
+        // Gemma 3 270M: head_dim 256 (hidden / heads = 160), one KV head, every 6th layer
+        // global, a 512-position window on the others.
+        "gemma3-270m" => Ok(ModelConfig {
+            head_dim: 256,
+            hidden_act: "gelu_pytorch_tanh".into(),
+            sliding_window: Some(512),
+            gemma3: Some(crate::Gemma3Params {
+                query_pre_attn_scalar: 256.0,
+                rope_local_theta: 10000.0,
+                sliding_window: 512,
+                sliding_layers: crate::Gemma3Params::pattern_layers(18, 6),
+            }),
+            ..base(Arch::Gemma3, 262144, 640, 18, 4, 1, 2048, 32768, 1e6, false)
+        }),
         "gpt2" => Ok(ModelConfig {
             norm_eps: 1e-5,
             hidden_act: "gelu_new".into(),
@@ -102,6 +119,11 @@ pub fn load_synthetic(dev: &Device, name: &str, types: WeightTypes) -> Result<Mo
     let (config, weights) = synthetic_parts(name, types)?;
     if config.arch == Arch::Gpt2 {
         return Ok(Model::Gpt2(Gpt2::load(dev, &config, &weights, true)?));
+    }
+    if config.arch == Arch::Gemma3 {
+        // The synthetic norm weights are scales near 1, as a GGUF file stores them.
+        let tied = config.tie_word_embeddings;
+        return Ok(Model::Gemma3(Gemma3::load(dev, &config, &weights, tied, NormWeights::WithOne)?));
     }
     Ok(Model::Qwen2(Qwen2::load(dev, &config, &weights, config.tie_word_embeddings)?))
 }
@@ -272,7 +294,7 @@ fn ggml_type_id(dtype: DType) -> u32 {
 /// BPE vocabulary of the model's size (the 256 byte symbols, then placeholder tokens; no
 /// merges), which both kiln and llama.cpp load.
 fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
-    let arch = c.arch.name();
+    let arch = if c.arch == Arch::Gemma3 { "gemma3" } else { c.arch.name() };
     let u32v = |v: usize| GgufValue::U32(v as u32);
     let key = |k: &str| format!("{arch}.{k}");
     let mut tokens: Vec<String> = crate::tokenizer::bytes_to_unicode().into_iter().map(|(_, ch)| ch.to_string()).collect();
@@ -296,6 +318,9 @@ fn gguf_metadata(name: &str, c: &ModelConfig) -> Vec<(String, GgufValue)> {
             (key("rope.freq_base"), GgufValue::F32(c.rope_theta as f32)),
             (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.norm_eps as f32)),
         ]);
+    }
+    if let Some(g) = &c.gemma3 {
+        kvs.push((key("attention.sliding_window"), u32v(g.sliding_window)));
     }
     kvs.extend([
         ("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into())),
@@ -327,7 +352,7 @@ pub fn write_synthetic_gguf(name: &str, types: WeightTypes, path: &Path) -> Resu
         if spec.name == crate::LM_HEAD && config.tie_word_embeddings {
             continue;
         }
-        let gname = gguf_name(&spec.name).expect("every weight of a known family has a GGUF name");
+        let gname = gguf_name_for(config.arch, &spec.name).expect("every weight of a known family has a GGUF name");
         match *spec.shape.as_slice() {
             [a, b] => {
                 // A Conv1D weight [in, out] is the Linear weight [out, in] (`conv1d` of the source).

@@ -31,7 +31,8 @@ fn argmax(v: &[f32]) -> u32 {
 #[test]
 fn batched_decode_equals_each_sequence_alone() {
     let dev = test_device();
-    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32", "qwen2-tiny-untied-bf16"] {
+    // gemma3: each row's sliding window (4) starts at its own position.
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32", "qwen2-tiny-untied-bf16", "gemma3-tiny-f32"] {
         for dtype in [KvDtype::F16, KvDtype::F32] {
             check_batch(&dev, name, dtype);
         }
@@ -154,7 +155,7 @@ fn bad_batches_are_clear_errors() {
 #[test]
 fn chunked_prefill_equals_one_pass() {
     let dev = test_device();
-    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32"] {
+    for name in ["gpt2-tiny-f32", "qwen2-tiny-tied-f32", "llama-tiny-f32", "gemma3-tiny-f32"] {
         let (mut model, _) = tiny_model(&dev, name);
         model.set_kv_dtype(KvDtype::F32);
         let vocab = model.config().vocab_size as u32;

@@ -7,6 +7,11 @@
 //!   `TOP_LOGITS_F16_KV` with the default f16 one, 16 greedy ids exact (f16 cache);
 //! - SmolLM2-135M-Instruct Q4_1 (llama, Q/K rows un-permuted): prompt ids equal (no BOS:
 //!   the GGUF's `add_bos_token` is false), the first 4 greedy ids exact.
+//! - Gemma 3 270M Q4_K_M (SentencePiece vocabulary, sliding-window layers, norms stored
+//!   as `1 + w`): prompt ids with the file's BOS equal, top-10 ids as a set and their
+//!   logits as for Qwen2.5, 16 greedy ids exact on four prompts; the tokenizer's ids on
+//!   tricky strings equal transformers'.
+//!
 //! The models come from `kiln fetch` (cached outside the repo). Without them these tests
 //! print a note and pass, unless KILN_REQUIRE_MODELS=1 (CI), where they fail.
 
@@ -29,6 +34,13 @@ const TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
 /// The same with the default f16 KV cache, which rounds K and V to f16 (transformers keeps
 /// f32): measured 1.05e-2 on `code_fib` (logits ~17.6, so 6e-4 relative).
 const TOP_LOGITS_F16_KV: Tol = Tol { abs: 3e-2, rel: 0.0 };
+
+/// Gemma 3 270M's top-10 logits vs transformers with an f32 KV cache: as for Qwen2.5, the
+/// same dequantized blocks in f32 on both sides (largest difference seen 2.1e-5, on
+/// `code_numpy`; logits ~10-30).
+const GEMMA3_TOP_LOGITS: Tol = Tol { abs: 1e-3, rel: 0.0 };
+/// The same with the default f16 KV cache: measured 2.4e-3 (`code_fib`).
+const GEMMA3_TOP_LOGITS_F16_KV: Tol = Tol { abs: 1e-2, rel: 0.0 };
 
 fn greedy(dev: &kiln_tensor::Device, model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
     let opts = GenerateOptions::greedy(n, vec![]);
@@ -157,5 +169,81 @@ fn smollm2_q4_1_first_greedy_ids_match_transformers() {
             assert_eq!(default_ids, ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
             assert_eq!(default_ids, prompt, "{name}: no special tokens added");
         }
+    }
+}
+
+/// Gemma 3 270M: top-10 logits within `tol_f32` (f32 KV cache) / `tol_f16` (f16 cache)
+/// and 16 greedy ids exact, on the four prompts of the golden.
+#[test]
+fn gemma3_270m_q4_k_m_matches_transformers() {
+    let Some(path) = real_model_path("gemma-3-270m-q4_k_m.gguf") else { return };
+    let g = golden("gguf_gemma3-270m-q4_k_m.json");
+    let dev = test_device();
+    let file = GgufFile::open(&path).unwrap();
+    let tokenizer = gguf_tokenizer(&file);
+    let model = Model::load_gguf(&dev, &file).unwrap();
+    assert_eq!(model.config().arch, kiln_model::Arch::Gemma3);
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let text = case["prompt"].as_str().unwrap();
+        // The model's input is tokenizer(prompt): the file asks for a BOS.
+        let with_bos = tokenizer.encode_with_special(text, true).unwrap();
+        assert_eq!(with_bos, ids(&case["prompt_ids_add_special_tokens"]), "{name}: prompt ids");
+        assert_eq!(with_bos, prompt, "{name}: the golden ran tokenizer(prompt)");
+        let want_greedy = ids(&case["greedy"]["new_ids"]);
+        assert_eq!(want_greedy.len(), 16, "{name}: the golden has 16 greedy ids");
+        let (f16_logits, got) = prefill_then_greedy(&dev, &model, &prompt, 16);
+        let f32_logits = prefill_f32_cache(&dev, &model, &prompt);
+        let want_ids = ids(&case["last"]["top_ids"]);
+        let want_logits: Vec<f32> =
+            case["last"]["top_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        for (kv, logits, tol) in [("f32", &f32_logits, GEMMA3_TOP_LOGITS), ("f16", &f16_logits, GEMMA3_TOP_LOGITS_F16_KV)] {
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            let mut got_top: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
+            let mut want_set = want_ids.clone();
+            got_top.sort();
+            want_set.sort();
+            assert_eq!(got_top, want_set, "{name}: top-10 ids as a set ({kv} KV cache)");
+            let got_logits: Vec<f32> = want_ids.iter().map(|&i| logits[i as usize]).collect();
+            match tolerance::compare(&format!("{name}: top-10 logits ({kv} KV cache)"), &got_logits, &want_logits, tol) {
+                Ok(r) => eprintln!("{name}: top-10 logits ({kv} KV cache) {r}"),
+                Err(m) => panic!("{m}"),
+            }
+        }
+        assert_eq!(got, want_greedy, "{name}: 16 greedy ids");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "four prompts checked");
+}
+
+/// Gemma's SentencePiece vocabulary (no merges in the file, byte fallback, runs of
+/// newlines as added tokens, `▁` for spaces) gives transformers' ids, with and without
+/// the BOS, and decodes back as transformers does.
+#[test]
+fn gemma3_tokenizer_matches_transformers() {
+    let Some(path) = real_model_path("gemma-3-270m-q4_k_m.gguf") else { return };
+    let g = golden("gguf_tokenizer_gemma3.json");
+    let file = GgufFile::open(&path).unwrap();
+    let tokenizer = gguf_tokenizer(&file);
+    let cases = g["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30, "the golden covers the tricky strings");
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["ids"]);
+        assert_eq!(tokenizer.encode(text).unwrap(), want, "ids of {text:?}");
+        assert_eq!(
+            tokenizer.encode_with_special(text, true).unwrap(),
+            ids(&case["ids_add_special_tokens"]),
+            "ids of {text:?} with special tokens"
+        );
+        assert_eq!(tokenizer.decode(&want, false).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
+        assert_eq!(
+            tokenizer.decode(&want, true).unwrap(),
+            case["decoded_skip_special"].as_str().unwrap(),
+            "decode of {text:?} without special tokens"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! GPT-2, Qwen2, Llama and Qwen3 vs Hugging Face transformers, on the tiny seeded checkpoints
+//! GPT-2, Qwen2, Llama, Qwen3 and Gemma 3 vs Hugging Face transformers, on the tiny seeded checkpoints
 //! in tests/fixtures/models (made by tests/fixtures/make_goldens.py):
 //! - prompt ids equal transformers' tokenizer,
 //! - logits at every prompt position within `tolerance::MODEL_LOGITS_*` with an f32 KV
@@ -147,6 +147,32 @@ fn llama_f32_matches_transformers() {
 fn qwen3_f32_matches_transformers() {
     // q_norm/k_norm over each head before RoPE, head_dim 32 apart from hidden / heads = 16.
     check_model("qwen3-tiny-f32");
+}
+
+#[test]
+fn gemma3_f32_matches_transformers() {
+    // Sliding window 4 on layers 0 and 2 (every prompt is longer), a global layer 1 with
+    // another RoPE base, head_dim 32 apart from hidden / heads = 16, attention scale
+    // query_pre_attn_scalar^-0.5 = 24^-0.5, (1 + w) norms before and after each block.
+    check_model("gemma3-tiny-f32");
+}
+
+#[test]
+fn gemma3_logit_softcapping_is_refused_naming_the_field() {
+    let src = fixtures().join("models").join("gemma3-tiny-f32");
+    for field in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        let tmp = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+        }
+        let cfg_path = tmp.path().join("config.json");
+        let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg[field] = serde_json::json!(30.0);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let err = ModelDir::open(tmp.path()).expect_err("refused").to_string();
+        assert!(err.contains("config.json") && err.contains(field), "{err}");
+    }
 }
 
 /// A tiny checkpoint written as a GGUF file (llama.cpp's names and keys, F32 tensors, the

@@ -25,7 +25,7 @@ pub struct ModelBenchArgs {
     #[arg(short = 'm', long = "model", conflicts_with = "synthetic", required_unless_present = "synthetic")]
     model: Option<std::path::PathBuf>,
     /// Random weights with a real model's shapes and types, built in memory:
-    /// qwen2.5-0.5b, smollm2-135m, qwen3-0.6b or gpt2.
+    /// qwen2.5-0.5b, smollm2-135m, qwen3-0.6b, gpt2 or gemma3-270m.
     #[arg(long, value_name = "NAME")]
     synthetic: Option<String>,
     /// Weight types of --synthetic: f16, q8_0 or q4_k (llama.cpp's Q4_K_M mix).

@@ -24,29 +24,49 @@ pub fn attention_rows(
     head_dim: usize,
     capacity: usize,
 ) -> Vec<f32> {
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    attention_rows_windowed(q, k_cache, v_cache, rows, n_heads, n_kv_heads, head_dim, capacity, None, scale)
+}
+
+/// [`attention_rows`] with a sliding window (row at position p attends keys
+/// `p + 1 - window ..= p` when `window` is set) and scores scaled by `scale`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_rows_windowed(
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    rows: &[(usize, usize)],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    capacity: usize,
+    window: Option<usize>,
+    scale: f64,
+) -> Vec<f32> {
     assert_eq!(q.len(), rows.len() * n_heads * head_dim, "q must be [n_rows, n_heads, head_dim]");
     assert_eq!(n_heads % n_kv_heads, 0, "n_heads must be a multiple of n_kv_heads");
     let row = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (head_dim as f64).sqrt();
     let mut out = vec![0.0f32; q.len()];
     for (i, &(slot, pos)) in rows.iter().enumerate() {
         assert!(pos < capacity, "position {pos} outside the slot's {capacity} positions");
         let base = slot * capacity * row;
         assert!(k_cache.len() >= base + (pos + 1) * row && v_cache.len() >= base + (pos + 1) * row, "cache too short");
         let n_keys = pos + 1;
+        let first = window.map_or(0, |w| n_keys.saturating_sub(w));
         for h in 0..n_heads {
             let qb = (i * n_heads + h) * head_dim;
             let kv = base + (h / group) * head_dim;
             let dot = |j: usize| -> f64 {
                 (0..head_dim).map(|d| q[qb + d] as f64 * k_cache[kv + j * row + d] as f64).sum::<f64>() * scale
             };
-            let scores: Vec<f64> = (0..n_keys).map(dot).collect();
+            let scores: Vec<f64> = (first..n_keys).map(dot).collect();
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = weights.iter().sum();
             for d in 0..head_dim {
-                let acc: f64 = weights.iter().enumerate().map(|(j, w)| w * v_cache[kv + j * row + d] as f64).sum();
+                let acc: f64 =
+                    weights.iter().enumerate().map(|(j, w)| w * v_cache[kv + (first + j) * row + d] as f64).sum();
                 out[qb + d] = (acc / sum) as f32;
             }
         }

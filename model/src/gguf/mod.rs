@@ -20,4 +20,5 @@ pub mod model;
 pub mod writer;
 
 pub mod chat;
+pub mod gemma_tokenizer;
 pub mod tokenizer;

@@ -1,4 +1,4 @@
-//! GPT-2, Qwen2, Qwen3 and Llama from a GGUF file: the config from `<arch>.*` metadata, and a
+//! GPT-2, Qwen2, Qwen3, Llama and Gemma 3 from a GGUF file: the config from `<arch>.*` metadata, and a
 //! [`WeightSource`] that serves llama.cpp's tensor names under the Hugging Face names the
 //! model code asks for. Block-quantized tensors are repacked (not dequantized) for the
 //! GPU. llama.cpp's converter stores the Q and K rows of *llama* models permuted for its
@@ -13,6 +13,24 @@ use kiln_tensor::{DType, Device, Tensor};
 use super::{GgufFile, GgufTensorInfo};
 use crate::source::WeightSource;
 use crate::{Arch, ModelConfig, ModelError, Result};
+
+/// llama.cpp's name for a Hugging Face tensor name of an `arch` model: Gemma 3's four
+/// layer norms have names of their own, the rest is [`gguf_name`].
+pub fn gguf_name_for(arch: Arch, hf: &str) -> Option<String> {
+    if let (Arch::Gemma3, Some(rest)) = (arch, hf.strip_prefix("model.layers.")) {
+        let renamed = [
+            ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+            ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+            ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+        ];
+        if let Some((layer, field)) = rest.split_once('.') {
+            if let Some((_, g)) = renamed.iter().find(|(h, _)| *h == field) {
+                return Some(format!("blk.{layer}.{g}"));
+            }
+        }
+    }
+    gguf_name(hf)
+}
 
 /// llama.cpp's name for a Hugging Face tensor name (`None` when it has no counterpart).
 pub fn gguf_name(hf: &str) -> Option<String> {
@@ -60,7 +78,8 @@ fn meta_err(file: &GgufFile, key: &str, detail: impl Into<String>) -> ModelError
     ModelError::GgufMetadata { path: file.path().to_path_buf(), key: key.to_string(), detail: detail.into() }
 }
 
-/// The model config from GGUF metadata (`general.architecture` = qwen2 or llama).
+/// The model config from GGUF metadata (`general.architecture` = gpt2, qwen2, qwen3, llama
+/// or gemma3).
 pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     let arch_name = file.architecture()?.to_string();
     let arch = match arch_name.as_str() {
@@ -68,10 +87,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         "llama" => Arch::Llama,
         "qwen3" => Arch::Qwen3,
         "gpt2" => Arch::Gpt2,
+        "gemma3" => Arch::Gemma3,
         _ => {
             return Err(ModelError::UnknownArchitecture {
                 path: file.path().to_path_buf(),
-                value: format!("{arch_name:?} (general.architecture); kiln runs gpt2, qwen2, qwen3 and llama GGUF files"),
+                value: format!("{arch_name:?} (general.architecture); kiln runs gpt2, qwen2, qwen3, llama and gemma3 GGUF files"),
             })
         }
     };
@@ -79,7 +99,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     let hidden = file.get_usize(&key("embedding_length"))?;
     let n_heads = file.get_usize(&key("attention.head_count"))?;
     let n_kv_heads = file.opt_u64(&key("attention.head_count_kv"))?.map_or(n_heads, |v| v as usize);
-    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 || hidden % n_heads != 0 {
+    // Gemma 3's head_dim is its own (key_length), not hidden / heads.
+    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 || (arch != Arch::Gemma3 && hidden % n_heads != 0) {
         return Err(meta_err(
             file,
             &key("attention.head_count_kv"),
@@ -122,6 +143,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             format!("{n_layers} layers, but the file holds {} tensors", file.tensors().len()),
         ));
     }
+    let gemma3 = if arch == Arch::Gemma3 { Some(gemma3_params(file, &arch_name, n_layers, head_dim)?) } else { None };
     let config = ModelConfig {
         arch,
         vocab_size,
@@ -142,8 +164,14 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         qkv_bias: file.tensor("blk.0.attn_q.bias").is_some() || file.tensor("blk.0.attn_qkv.bias").is_some(),
         o_bias: file.tensor("blk.0.attn_output.bias").is_some(),
         mlp_bias: file.tensor("blk.0.ffn_up.bias").is_some(),
-        hidden_act: if arch == Arch::Gpt2 { "gelu_new" } else { "silu" }.into(),
-        sliding_window: None,
+        hidden_act: match arch {
+            Arch::Gpt2 => "gelu_new",
+            Arch::Gemma3 => "gelu_pytorch_tanh",
+            _ => "silu",
+        }
+        .into(),
+        sliding_window: gemma3.as_ref().map(|g| g.sliding_window),
+        gemma3,
         bos_token_id: file.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids: eos,
         pad_token_id: file.opt_u32("tokenizer.ggml.padding_token_id")?,
@@ -154,9 +182,29 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     Ok(config)
 }
 
+/// Gemma 3's fields as llama.cpp reads them: `attention.sliding_window` (required), every
+/// 6th layer global (llama.cpp's fixed pattern, also transformers' default), local RoPE base
+/// 10000 (neither file format nor llama.cpp sets another), attention scale
+/// 1/sqrt(key_length) as llama.cpp uses for every Gemma 3 but the 27B.
+fn gemma3_params(file: &GgufFile, arch: &str, n_layers: usize, head_dim: usize) -> Result<crate::Gemma3Params> {
+    let key = format!("{arch}.attention.sliding_window");
+    let window = file.get_usize(&key)?;
+    if window == 0 {
+        return Err(meta_err(file, &key, "a sliding window must hold at least 1 position"));
+    }
+    Ok(crate::Gemma3Params {
+        query_pre_attn_scalar: head_dim as f64,
+        rope_local_theta: 10000.0,
+        sliding_window: window,
+        sliding_layers: crate::Gemma3Params::pattern_layers(n_layers, 6),
+    })
+}
+
 /// Serves a GGUF file's tensors under Hugging Face names.
 pub struct GgufSource<'a> {
     file: &'a GgufFile,
+    /// The family, for its tensor names ([`gguf_name_for`]).
+    arch: Arch,
     /// `(n_heads, n_kv_heads)` when Q/K rows must be un-permuted (llama).
     permuted_qk: Option<(usize, usize)>,
 }
@@ -166,11 +214,11 @@ impl<'a> GgufSource<'a> {
     /// as they are read.
     pub fn new(file: &'a GgufFile, config: &ModelConfig) -> GgufSource<'a> {
         let permuted_qk = (config.arch == Arch::Llama).then_some((config.n_heads, config.n_kv_heads));
-        GgufSource { file, permuted_qk }
+        GgufSource { file, arch: config.arch, permuted_qk }
     }
 
     fn lookup(&self, hf: &str) -> Result<(String, &'a GgufTensorInfo, &'a [u8])> {
-        let name = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor {
+        let name = gguf_name_for(self.arch, hf).ok_or_else(|| ModelError::MissingTensor {
             name: hf.to_string(),
             tried: vec![],
             files: vec![self.file.path().to_path_buf()],
@@ -240,7 +288,7 @@ impl<'a> GgufSource<'a> {
 
     fn upload(&self, dev: &Device, hf: &str, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::from_bytes(dev, bytes, shape, dtype)
-            .map_err(|e| self.tensor_err(&gguf_name(hf).unwrap_or_else(|| hf.to_string()), e))
+            .map_err(|e| self.tensor_err(&gguf_name_for(self.arch, hf).unwrap_or_else(|| hf.to_string()), e))
     }
 }
 
@@ -313,7 +361,7 @@ impl WeightSource for GgufSource<'_> {
     }
 
     fn contains(&self, name: &str) -> bool {
-        gguf_name(name).is_some_and(|g| self.file.tensor(&g).is_some())
+        gguf_name_for(self.arch, name).is_some_and(|g| self.file.tensor(&g).is_some())
     }
 
     fn conv1d(&self, dev: &Device, name: &str, [n_in, n_out]: [usize; 2]) -> Result<Tensor> {

@@ -1,8 +1,9 @@
 //! A [`Tokenizer`] built from a GGUF file's `tokenizer.ggml.*` metadata.
 //!
-//! Only byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`: GPT-2, Qwen2,
-//! Llama 3, SmolLM, StarCoder, ...) are supported; SentencePiece (`"llama"`) and the
-//! other models are a clear error. The metadata is first gathered into a
+//! Byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`: GPT-2, Qwen2,
+//! Llama 3, SmolLM, StarCoder, ...) are read here; Gemma's SentencePiece vocabulary
+//! (`"llama"` in a Gemma file) by [`super::gemma_tokenizer`]; other SentencePiece files and
+//! the other models are a clear error. The metadata is first gathered into a
 //! [`GgufTokenizerSpec`] (plain data, independent of the reader), then [`build`] turns
 //! it into a `tokenizers::Tokenizer`:
 //!
@@ -114,8 +115,11 @@ const EOG_NAMES: &[&str] = &[
 /// Everything [`build`] needs, as read from `tokenizer.ggml.*` (see [`GgufTokenizerSpec::from_gguf`]).
 #[derive(Debug, Clone, Default)]
 pub struct GgufTokenizerSpec {
-    /// `tokenizer.ggml.model`: only `gpt2` (byte-level BPE) is supported.
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE), or `llama` (SentencePiece) in a
+    /// Gemma file.
     pub model: String,
+    /// `general.architecture` (empty when unknown): picks the SentencePiece builder.
+    pub arch: String,
     /// `tokenizer.ggml.pre`: the pre-tokenizer; `None` = `default`.
     pub pre: Option<String>,
     /// `tokenizer.ggml.tokens`: the vocabulary, id = index.
@@ -151,10 +155,11 @@ impl GgufTokenizerSpec {
         let mut spec = GgufTokenizerSpec {
             model,
             pre: file.opt_str(KEY_PRE)?.map(str::to_string),
+            arch: file.opt_str(super::KEY_ARCHITECTURE)?.unwrap_or_default().to_string(),
             source: file.path().to_path_buf(),
             ..Default::default()
         };
-        if spec.model != "gpt2" {
+        if !spec.supported() {
             // Fail before reading a vocabulary we cannot use.
             return Err(unsupported_model(&spec.source, &spec.model));
         }
@@ -178,11 +183,25 @@ impl GgufTokenizerSpec {
         Ok(spec)
     }
 
-    fn err(&self, key: &str, detail: impl Into<String>) -> ModelError {
+    pub(crate) fn err(&self, key: &str, detail: impl Into<String>) -> ModelError {
         ModelError::GgufMetadata { path: self.source.clone(), key: key.to_string(), detail: detail.into() }
     }
 
+    /// Byte-level BPE, or Gemma's SentencePiece.
+    fn supported(&self) -> bool {
+        self.model == "gpt2" || self.is_gemma()
+    }
+
+    fn is_gemma(&self) -> bool {
+        self.model == "llama" && super::gemma_tokenizer::GEMMA_ARCHES.contains(&self.arch.as_str())
+    }
+
     fn token_type(&self, id: usize) -> i32 {
+        self.token_type_of(id)
+    }
+
+    /// The type of token `id` (normal when the file lists no types).
+    pub(crate) fn token_type_of(&self, id: usize) -> i32 {
         self.token_types.get(id).copied().unwrap_or(token_type::NORMAL)
     }
 
@@ -217,14 +236,14 @@ impl GgufTokenizerSpec {
 
 fn unsupported_model(path: &Path, model: &str) -> ModelError {
     let what = match model {
-        "llama" => "SentencePiece (`llama`) GGUF tokenizers are not supported yet",
+        "llama" => "SentencePiece (`llama`) GGUF tokenizers are supported only in Gemma files",
         "bert" | "t5" | "rwkv" | "plamo2" | "ugm" => "this GGUF tokenizer model is not supported",
         _ => "unknown GGUF tokenizer model",
     };
     ModelError::GgufMetadata {
         path: path.to_path_buf(),
         key: KEY_MODEL.into(),
-        detail: format!("`{model}`: {what}; kiln reads byte-level BPE (`gpt2`) tokenizers"),
+        detail: format!("`{model}`: {what}; kiln reads byte-level BPE (`gpt2`) tokenizers and Gemma's SentencePiece"),
     }
 }
 
@@ -235,7 +254,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
 
 /// Build a [`Tokenizer`] from GGUF tokenizer metadata.
 pub fn build(spec: &GgufTokenizerSpec) -> Result<Tokenizer> {
-    if spec.model != "gpt2" {
+    if !spec.supported() {
         return Err(unsupported_model(&spec.source, &spec.model));
     }
     if spec.tokens.is_empty() {
@@ -255,7 +274,8 @@ pub fn build(spec: &GgufTokenizerSpec) -> Result<Tokenizer> {
     {
         spec.check_id(key, id)?;
     }
-    Ok(Tokenizer::from_tokenizer(build_inner(spec)?, spec.source.clone(), &spec.eos_ids()))
+    let inner = if spec.is_gemma() { super::gemma_tokenizer::build(spec)? } else { build_inner(spec)? };
+    Ok(Tokenizer::from_tokenizer(inner, spec.source.clone(), &spec.eos_ids()))
 }
 
 fn bpe(
@@ -294,7 +314,7 @@ fn regex_then_bytes(spec: &GgufTokenizerSpec, pattern: &str, add_prefix_space: b
 
 /// `[bos] $A [eos]` (pairs: `[bos] $A [eos] [bos] $B [eos]`), or a no-op ByteLevel
 /// processor when neither is added.
-fn bos_eos_processor(spec: &GgufTokenizerSpec, bos: Option<u32>, eos: Option<u32>) -> Result<PostProcessorWrapper> {
+pub(crate) fn bos_eos_processor(spec: &GgufTokenizerSpec, bos: Option<u32>, eos: Option<u32>) -> Result<PostProcessorWrapper> {
     if bos.is_none() && eos.is_none() {
         return Ok(PostProcessorWrapper::ByteLevel(ByteLevel::new(true, false, true)));
     }

@@ -39,9 +39,9 @@ pub fn real_model_path(file: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("KILN_REQUIRE_MODELS").as_deref() == Ok("1") {
-        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2` first", path.display());
+        panic!("{} is missing: run `kiln fetch qwen2.5 smollm2 gemma3` first", path.display());
     }
-    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2`)", path.display());
+    eprintln!("skipping: {} not found (run `kiln fetch qwen2.5 smollm2 gemma3`)", path.display());
     None
 }
 
