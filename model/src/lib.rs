@@ -18,6 +18,7 @@ pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
+pub mod hooks;
 pub mod kv_cache;
 pub mod layout;
 pub mod model;
