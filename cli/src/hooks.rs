@@ -122,7 +122,7 @@ fn read_vector(file: &Path, name: &str, flag: &str) -> Result<Vec<f32>> {
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{flag}: {} is not a safetensors file", file.display()))?;
     let names = st.names();
-    let pick = if names.iter().any(|n| *n == name) {
+    let pick = if names.contains(&name) {
         name.to_string()
     } else if names.len() == 1 {
         names[0].to_string()
