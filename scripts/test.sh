@@ -26,6 +26,7 @@ cargo build --workspace --release --examples
 ./target/release/examples/generate tests/fixtures/models/qwen2-tiny-tied-f32 "Hello"
 ./target/release/examples/score tests/fixtures/models/gpt2-tiny-f32
 ./target/release/examples/custom_kernel
+./target/release/examples/hooks tests/fixtures/models/gpt2-tiny-f32
 cargo bench --workspace --no-run
 # Every public item of the library crates is documented (#![warn(missing_docs)]) and the
 # docs build without a warning.

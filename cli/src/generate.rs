@@ -78,6 +78,8 @@ pub struct GenerateArgs {
     /// Also print the bytes of weights resident on the GPU and the KV-cache size.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    hooks: crate::hooks::HookFlags,
 }
 
 impl GenerateArgs {
@@ -148,7 +150,8 @@ pub fn run(dev_args: &DeviceArgs, args: GenerateArgs) -> Result<()> {
         }
     }
     let dev = dev_args.open()?;
-    let loaded = args.model.load(&dev)?;
+    let mut loaded = args.model.load(&dev)?;
+    args.hooks.install(&mut loaded)?;
     if args.verbose {
         let c = loaded.model.config();
         eprintln!(

@@ -10,6 +10,7 @@ mod devices;
 mod eval;
 mod fetch;
 mod generate;
+mod hooks;
 mod model_args;
 mod next;
 mod progress;
@@ -61,6 +62,10 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Show the most likely next tokens after a prompt.
     Next(next::NextArgs),
+    /// List the model's hook points (names for --point, --steer).
+    Hooks(hooks::HooksArgs),
+    /// Capture hook points' activations for a prompt into a safetensors file.
+    Capture(hooks::CaptureArgs),
     /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
     /// given a context.
     Score(score::ScoreArgs),
@@ -90,6 +95,8 @@ fn main() {
         Command::Generate(args) => generate::run(&cli.device, args),
         Command::Next(args) => next::run(&cli.device, args),
         Command::Chat(args) => chat::run(&cli.device, args),
+        Command::Hooks(args) => hooks::list(args),
+        Command::Capture(args) => hooks::capture(&cli.device, args),
         Command::Score(args) => score::run(&cli.device, args),
         Command::Eval(args) => eval::run(&cli.device, args),
         Command::Serve(args) => serve::run(&cli.device, args),

@@ -35,6 +35,8 @@ pub struct NextArgs {
     /// token and each --find token marked.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    hooks: crate::hooks::HookFlags,
 }
 
 /// A `--find` text and the token that stands for it: its first.
@@ -77,7 +79,8 @@ pub fn run(dev_args: &DeviceArgs, args: NextArgs) -> Result<()> {
         plot::Format::from_path(path)?;
     }
     let dev = dev_args.open()?;
-    let loaded = args.model.load(&dev)?;
+    let mut loaded = args.model.load(&dev)?;
+    args.hooks.install(&mut loaded)?;
     let finds = resolve_finds(&args.find, loaded.tokenizer.as_ref(), &args.model.model)?;
     let ids = &loaded.prompt_ids;
     kiln_model::generate::check_prompt(loaded.model.config(), ids, 0)?;

@@ -15,6 +15,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod kv_cache;
 pub mod launch;
+pub mod logit_edit;
 pub mod logprobs;
 pub mod matmul;
 pub mod matvec;

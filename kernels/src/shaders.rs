@@ -101,6 +101,9 @@ pub const SAMPLE: &str = wgsl!(order + "sample");
 pub const TOPN: &str = wgsl!(order + "topn");
 /// logprobs.wgsl (with order.wgsl): log-prob, entropy, rank and argmax of target ids.
 pub const LOGPROBS: &str = wgsl!(order + "logprobs");
+/// logit_edit.wgsl (with order.wgsl): set or raise chosen logits, absolute or relative
+/// to the row max, in place (hooks at `logits`).
+pub const LOGIT_EDIT: &str = wgsl!(order + "logit_edit");
 
 /// (module name, source) of every kernel module.
 pub const ALL: &[(&str, &str)] = &[
@@ -122,6 +125,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("sample", SAMPLE),
     ("topn", TOPN),
     ("logprobs", LOGPROBS),
+    ("logit_edit", LOGIT_EDIT),
 ];
 
 /// (module name, source) of the modules that use subgroup operations: they validate

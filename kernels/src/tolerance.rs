@@ -24,6 +24,8 @@ impl Tol {
 
 /// Elementwise ops on f32 (different exp/tanh implementations, a few ulp).
 pub const ELEMENTWISE: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+/// logit_edit.wgsl: the max is exact and the target one f32 add on both sides.
+pub const LOGIT_EDIT: Tol = Tol { abs: 0.0, rel: 0.0 };
 /// Row reductions: softmax, log-softmax, norms (summation order differs).
 pub const REDUCTION: Tol = Tol { abs: 1e-5, rel: 1e-4 };
 /// Dot products over K with f32 weights: error grows like sqrt(K) ulp.

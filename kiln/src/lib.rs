@@ -32,6 +32,7 @@ pub use kiln_sampler as sampler;
 pub use kiln_tensor as tensor;
 
 pub use kiln_model::gguf::chat::ChatMessage;
+pub use kiln_model::hooks::{Capture, Edit, Hooks, LogitBase, LogitEdit, Point};
 pub use kiln_model::{GenerationConfig, KvDtype, Model, ModelConfig, Tokenizer};
 pub use kiln_sampler::SamplingParams;
 pub use kiln_tensor::{BackendChoice, DType, Device, DeviceOptions, Recorder, Tensor};

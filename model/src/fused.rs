@@ -31,20 +31,26 @@ pub enum NormRef<'a> {
     Rms(&'a RmsNorm),
     /// A LayerNorm (GPT-2).
     Layer(&'a LayerNorm),
+    /// None: the input is normalised already (a hook exposed the norm's output).
+    Done,
 }
 
 impl<'a> NormRef<'a> {
-    fn forward(self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+    /// `norm(x)` in a new tensor (`x` itself for [`NormRef::Done`]).
+    pub(crate) fn forward(self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         match self {
             NormRef::Rms(n) => n.forward(rec, x),
             NormRef::Layer(n) => n.forward(rec, x),
+            NormRef::Done => Ok(x.clone()),
         }
     }
 
-    fn folded(self) -> FoldedNorm<'a> {
+    /// The norm for the matvec to fold in (`None` for [`NormRef::Done`]).
+    fn folded(self) -> Option<FoldedNorm<'a>> {
         match self {
-            NormRef::Rms(n) => FoldedNorm::Rms { weight: &n.weight, eps: n.eps },
-            NormRef::Layer(n) => FoldedNorm::Layer { weight: &n.weight, bias: &n.bias, eps: n.eps },
+            NormRef::Rms(n) => Some(FoldedNorm::Rms { weight: &n.weight, eps: n.eps }),
+            NormRef::Layer(n) => Some(FoldedNorm::Layer { weight: &n.weight, bias: &n.bias, eps: n.eps }),
+            NormRef::Done => None,
         }
     }
 }
@@ -58,8 +64,11 @@ fn fold_or_apply<'a>(
     norm: NormRef<'a>,
     xn: &mut Option<Tensor>,
 ) -> Result<Option<FoldedNorm<'a>>> {
+    if matches!(norm, NormRef::Done) {
+        return Ok(None);
+    }
     if matvec::norm_folds_into_registers(x.device(), x.dim(0), w.dtype()) {
-        return Ok(Some(norm.folded()));
+        return Ok(norm.folded());
     }
     if xn.is_none() {
         *xn = Some(norm.forward(rec, x)?);
@@ -246,7 +255,7 @@ impl Stacked {
                 _ => unreachable!("at most three parts are stacked"),
             };
             let folded = fold_or_apply(rec, x, &g.linear.weight, norm, &mut xn)?;
-            let input = if folded.is_some() { x } else { xn.as_ref().expect("set when not folded") };
+            let input = xn.as_ref().unwrap_or(x);
             let f = Fusion { norm: folded, bias: g.linear.bias.as_ref(), segments: cuts, ..Default::default() };
             matvec::matvec_fused(rec, input, &g.linear.weight, &f, &y)?;
             let flat = y.reshape(&[seq * n])?;

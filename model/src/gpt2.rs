@@ -10,6 +10,7 @@ use kiln_tensor::{Device, Recorder, Tensor};
 use crate::batch::{attend, Step};
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::fused::{self, NormRef, Stacked};
+use crate::hooks::{Hooks, Point};
 use crate::nn::{Embedding, LayerNorm, LmHead, Linear};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
@@ -36,6 +37,8 @@ pub struct Gpt2 {
     lm_head: LmHead,
     /// The storage of the KV caches `Model::new_cache` makes.
     pub kv_dtype: KvDtype,
+    /// The hooks the forward pass runs (`Model::set_hooks`; none at load).
+    pub hooks: Hooks,
 }
 
 impl Gpt2 {
@@ -78,6 +81,7 @@ impl Gpt2 {
             ln_f: ln("transformer.ln_f")?,
             lm_head,
             kv_dtype: KvDtype::default(),
+            hooks: Hooks::new(),
         })
     }
 
@@ -118,26 +122,34 @@ impl Gpt2 {
         let rows = step.rows(cache);
         let h0 = self.wte.forward(rec, ids)?; // [seq, hidden]
         embedding::add_positions(rec, &self.wpe, rows, &h0)?;
-        let mut h = h0;
+        let hk = &self.hooks;
+        let mut h = hk.run(rec, Point::Embed, h0)?;
 
         let first_dispatch = rec.dispatch_count();
         for (i, b) in self.blocks.iter().enumerate() {
-            // q, k, v = c_attn(ln_1(h)): one matvec in decode, LayerNorm folded in.
-            let qkv = b.qkv.forward(rec, &h, NormRef::Layer(&b.ln_1))?;
+            // q, k, v = c_attn(ln_1(h)): one matvec in decode, LayerNorm folded in unless a
+            // hook needs attn_in.
+            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Layer(&b.ln_1))?;
+            let qkv = b.qkv.forward(rec, &x, norm)?;
             let q = qkv[0].reshape(&[seq, nh, hd])?;
             let k = qkv[1].reshape(&[seq, nh, hd])?;
             let v = qkv[2].reshape(&[seq, nh, hd])?;
             // Append K/V to the cache, causal attention: [seq, heads, head_dim]
             let attn = attend(rec, &q, &k, &v, cache, rows, i, None)?;
-            h = fused::linear_residual(rec, &attn.reshape(&[seq, nh * hd])?, &b.c_proj, &h)?;
+            let attn = hk.zero_heads(rec, i, attn.reshape(&[seq, nh * hd])?, hd)?;
+            h = hk.linear_residual(rec, Point::AttnOut(i), &attn, &b.c_proj, &h)?;
+            h = hk.run(rec, Point::ResidMid(i), h)?;
 
             // h = h + c_proj(gelu(c_fc(ln_2(h))))
             let m = fused::normed_linear(rec, &h, NormRef::Layer(&b.ln_2), &b.c_fc, Activation::GeluTanh)?; // [seq, 4*hidden]
-            h = fused::linear_residual(rec, &m, &b.mlp_proj, &h)?;
+            h = hk.linear_residual(rec, Point::MlpOut(i), &m, &b.mlp_proj, &h)?;
+            h = hk.run(rec, Point::ResidPost(i), h)?;
         }
         rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
-        fused::normed_lm_head(rec, &self.lm_head, &h, NormRef::Layer(&self.ln_f))
+        let (x, norm) = hk.norm_input(rec, Point::FinalNorm, &h, NormRef::Layer(&self.ln_f))?;
+        let logits = fused::normed_lm_head(rec, &self.lm_head, &x, norm)?;
+        hk.run(rec, Point::Logits, logits)
     }
 }

@@ -19,6 +19,7 @@ pub mod gemma3;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
+pub mod hooks;
 pub mod kv_cache;
 pub mod layout;
 pub mod model;

@@ -5,6 +5,7 @@ use kiln_tensor::{DType, Device, Recorder, Tensor};
 use crate::batch::Step;
 use crate::gemma3::{Gemma3, NormWeights};
 use crate::gpt2::Gpt2;
+use crate::hooks::{Capture, Hooks};
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{Embedding, LmHead, Linear};
 use crate::source::WeightSource;
@@ -95,6 +96,32 @@ impl Model {
             Model::Qwen2(m) => m.kv_dtype = dtype,
             Model::Gemma3(m) => m.kv_dtype = dtype,
         }
+    }
+
+    /// Set the hooks every forward pass runs from now on (replacing any set before),
+    /// after checking them against the config ([`Hooks::check`]). An empty set gives the
+    /// plain fused passes back.
+    pub fn set_hooks(&mut self, hooks: Hooks) -> Result<()> {
+        hooks.check(self.config())?;
+        match self {
+            Model::Gpt2(m) => m.hooks = hooks,
+            Model::Qwen2(m) => m.hooks = hooks,
+        }
+        Ok(())
+    }
+
+    /// The hooks set ([`Model::set_hooks`]); empty at load.
+    pub fn hooks(&self) -> &Hooks {
+        match self {
+            Model::Gpt2(m) => &m.hooks,
+            Model::Qwen2(m) => &m.hooks,
+        }
+    }
+
+    /// The tensors captured since the last call, read back: call after submitting the
+    /// recorder that ran the forward passes ([`Hooks::take_captures`]).
+    pub fn take_captures(&self) -> Result<Vec<Capture>> {
+        self.hooks().take_captures()
     }
 
     /// A one-sequence KV cache (1 slot) for `capacity` positions in [`Model::kv_dtype`],

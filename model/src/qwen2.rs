@@ -10,7 +10,8 @@ use kiln_tensor::{Device, Recorder, Tensor};
 
 use crate::batch::{attend, Step};
 use crate::kv_cache::{KvCache, KvDtype};
-use crate::fused::{self, GateUp, NormRef, Stacked};
+use crate::fused::{GateUp, NormRef, Stacked};
+use crate::hooks::{Hooks, Point};
 use crate::nn::{Embedding, LmHead, Linear, RmsNorm};
 use crate::source::WeightSource;
 use crate::{ModelConfig, Result};
@@ -43,6 +44,8 @@ pub struct Qwen2 {
     rope: Mutex<Arc<rope::RopeTable>>,
     /// The storage of the KV caches `Model::new_cache` makes.
     pub kv_dtype: KvDtype,
+    /// The hooks the forward pass runs (`Model::set_hooks`; none at load).
+    pub hooks: Hooks,
 }
 
 fn linear(w: &dyn WeightSource, dev: &Device, name: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
@@ -94,6 +97,7 @@ impl Qwen2 {
             lm_head,
             rope: Mutex::new(Arc::new(rope)),
             kv_dtype: KvDtype::default(),
+            hooks: Hooks::new(),
         })
     }
 
@@ -154,12 +158,15 @@ impl Qwen2 {
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let rope = self.rope_table(rec.device(), cache.capacity())?;
 
-        let mut h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
+        let hk = &self.hooks;
+        let h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
+        let mut h = hk.run(rec, Point::Embed, h)?;
         let first_dispatch = rec.dispatch_count();
         for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention block: q, k, v = proj(input_norm(h)) (one matvec per weight
-            // type in decode, the norm folded in), [seq, heads, head_dim] each.
-            let qkv = layer.qkv.forward(rec, &h, NormRef::Rms(&layer.input_norm))?;
+            // type in decode, the norm folded in unless a hook needs attn_in), [seq, heads, head_dim] each.
+            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
+            let qkv = layer.qkv.forward(rec, &x, norm)?;
             let (q, k) = match &layer.qk_norm {
                 // Qwen3: q = q_norm(q), k = k_norm(k) over each head's head_dim values.
                 Some((q_norm, k_norm)) => (
@@ -173,16 +180,21 @@ impl Qwen2 {
             let v = qkv[2].reshape(&[seq, nkv, hd])?;
             // RoPE on q and k, append K/V to the cache, attention: [seq, heads, head_dim]
             let attn = attend(rec, &q, &k, &v, cache, rows, i, Some(&rope))?;
+            let attn = hk.zero_heads(rec, i, attn.reshape(&[seq, nh * hd])?, hd)?;
             // h = h + o_proj(attn)   [seq, hidden]
-            h = fused::linear_residual(rec, &attn.reshape(&[seq, nh * hd])?, &layer.o_proj, &h)?;
+            h = hk.linear_residual(rec, Point::AttnOut(i), &attn, &layer.o_proj, &h)?;
+            h = hk.run(rec, Point::ResidMid(i), h)?;
 
             // MLP block: h = h + down(silu(gate(x)) * up(x)), x = post_attention_norm(h).
             let m = layer.gate_up.forward(rec, &h, NormRef::Rms(&layer.post_attention_norm))?; // [seq, intermediate]
-            h = fused::linear_residual(rec, &m, &layer.down_proj, &h)?;
+            h = hk.linear_residual(rec, Point::MlpOut(i), &m, &layer.down_proj, &h)?;
+            h = hk.run(rec, Point::ResidPost(i), h)?;
         }
         rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
-        fused::normed_lm_head(rec, &self.lm_head, &h, NormRef::Rms(&self.norm)) // [seq or 1, vocab]
+        let (x, norm) = hk.norm_input(rec, Point::FinalNorm, &h, NormRef::Rms(&self.norm))?;
+        let logits = crate::fused::normed_lm_head(rec, &self.lm_head, &x, norm)?; // [seq or 1, vocab]
+        hk.run(rec, Point::Logits, logits)
     }
 }

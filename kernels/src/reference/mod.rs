@@ -7,6 +7,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod kv_cache;
+pub mod logit_edit;
 pub mod logprobs;
 pub mod matmul;
 pub mod matvec;
