@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::batch::Step;
 use crate::fused::{self, NormRef, Stacked};
+use crate::hooks::{Hooks, Point};
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::nn::{self, Embedding, LmHead, Linear, RmsNorm};
 use crate::config::Fields;
@@ -159,6 +160,8 @@ pub struct Gemma3 {
     rope_local: Mutex<Arc<rope::RopeTable>>,
     /// The storage of the KV caches `Model::new_cache` makes.
     pub kv_dtype: KvDtype,
+    /// The hooks the forward pass runs (`Model::set_hooks`; none at load).
+    pub hooks: Hooks,
 }
 
 fn linear(w: &dyn WeightSource, dev: &Device, name: &str, shape: [usize; 2]) -> Result<Linear> {
@@ -249,6 +252,7 @@ impl Gemma3 {
             rope_global: Mutex::new(Arc::new(rope_global)),
             rope_local: Mutex::new(Arc::new(rope_local)),
             kv_dtype: KvDtype::default(),
+            hooks: Hooks::new(),
         })
     }
 
@@ -316,38 +320,48 @@ impl Gemma3 {
         let scale = (1.0 / self.params.query_pre_attn_scalar.sqrt()) as f32;
 
         // h = embed_tokens(ids) * sqrt(hidden)   [seq, hidden]
+        let hk = &self.hooks;
         let e = self.embed_tokens.forward(rec, ids)?;
-        let mut h = Tensor::empty(&dev, e.shape(), DType::F32)?;
+        let h = Tensor::empty(&dev, e.shape(), DType::F32)?;
         elementwise::mul(rec, &e, &self.embed_scale, &h)?;
+        let mut h = hk.run(rec, Point::Embed, h)?;
         let first_dispatch = rec.dispatch_count();
         for (i, layer) in self.layers.iter().enumerate() {
             // Attention block: q, k, v = proj(input_norm(h)); q, k normed per head.
-            let qkv = layer.qkv.forward(rec, &h, NormRef::Rms(&layer.input_norm))?;
+            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
+            let qkv = layer.qkv.forward(rec, &x, norm)?;
             let q = layer.q_norm.forward(rec, &qkv[0].reshape(&[seq * nh, hd])?)?.reshape(&[seq, nh, hd])?;
             let k = layer.k_norm.forward(rec, &qkv[1].reshape(&[seq * nkv, hd])?)?.reshape(&[seq, nkv, hd])?;
             let v = qkv[2].reshape(&[seq, nkv, hd])?;
             let (table, window) =
                 if layer.sliding { (&local, Some(self.params.sliding_window)) } else { (&global, None) };
             let attn = attend(rec, &q, &k, &v, cache, rows, i, table, window, scale)?;
-            // h = h + post_attention_norm(o_proj(attn))
-            let o = layer.o_proj.forward(rec, &attn.reshape(&[seq, nh * hd])?)?;
+            let attn = hk.zero_heads(rec, i, attn.reshape(&[seq, nh * hd])?, hd)?;
+            // h = h + post_attention_norm(o_proj(attn)); attn_out is o_proj's output.
+            let o = layer.o_proj.forward(rec, &attn)?;
+            let o = hk.run(rec, Point::AttnOut(i), o)?;
             let o = layer.post_attention_norm.forward(rec, &o)?;
             h = nn::add(rec, &h, &o)?;
+            h = hk.run(rec, Point::ResidMid(i), h)?;
 
             // MLP block: h = h + post_feedforward_norm(down(gelu_tanh(gate(x)) * up(x))),
-            // x = pre_feedforward_norm(h).
+            // x = pre_feedforward_norm(h); mlp_out is down's output.
             let gu = layer.gate_up.forward(rec, &h, NormRef::Rms(&layer.pre_feedforward_norm))?;
             let act = nn::gelu_tanh(rec, &gu[0])?;
             let m = Tensor::empty(&dev, act.shape(), DType::F32)?;
             elementwise::mul(rec, &act, &gu[1], &m)?;
             let down = layer.down_proj.forward(rec, &m)?;
+            let down = hk.run(rec, Point::MlpOut(i), down)?;
             let down = layer.post_feedforward_norm.forward(rec, &down)?;
             h = nn::add(rec, &h, &down)?;
+            h = hk.run(rec, Point::ResidPost(i), h)?;
         }
         rec.count_layers(c.n_layers, rec.dispatch_count() - first_dispatch);
         step.advance(cache, seq)?;
         let h = if all_logits { h } else { crate::model::last_row(rec, &h)? };
-        fused::normed_lm_head(rec, &self.lm_head, &h, NormRef::Rms(&self.norm)) // [seq or 1, vocab]
+        let (x, norm) = hk.norm_input(rec, Point::FinalNorm, &h, NormRef::Rms(&self.norm))?;
+        let logits = fused::normed_lm_head(rec, &self.lm_head, &x, norm)?; // [seq or 1, vocab]
+        hk.run(rec, Point::Logits, logits)
     }
 }
 

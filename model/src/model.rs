@@ -106,6 +106,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => m.hooks = hooks,
             Model::Qwen2(m) => m.hooks = hooks,
+            Model::Gemma3(m) => m.hooks = hooks,
         }
         Ok(())
     }
@@ -115,6 +116,7 @@ impl Model {
         match self {
             Model::Gpt2(m) => &m.hooks,
             Model::Qwen2(m) => &m.hooks,
+            Model::Gemma3(m) => &m.hooks,
         }
     }
 
