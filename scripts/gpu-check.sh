@@ -14,7 +14,7 @@
 # GPU check"). KILN_BACKEND (default vulkan) picks the graphics API.
 #
 # The peer (optional): with PEER_BENCH set to a llama.cpp Vulkan `llama-bench`, the script
-# also writes the synthetic Qwen2.5-0.5B and SmolLM2-135M (Q4_K_M mix) as GGUF files with
+# also writes the synthetic Qwen2.5-0.5B, SmolLM2-135M and Gemma 3 270M (Q4_K_M mix) as GGUF files with
 # `kiln bench model --write-gguf`, and times both engines on those very files: kiln's
 # `bench model -m FILE` and `llama-bench -m FILE -ngl 99 -p PROMPT_TOKENS -n DECODE_TOKENS`.
 #
@@ -84,7 +84,7 @@ step() {
 step devices 60 devices
 step selftest 180 selftest
 step bench-kernels 150 bench kernels --json --quiet
-for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k" "gpt2 f16"; do
+for spec in "qwen2.5-0.5b q4_k" "qwen2.5-0.5b f16" "smollm2-135m q4_k" "gemma3-270m q4_k" "gpt2 f16"; do
     read -r name dtype <<<"$spec"
     step "bench-model-$name-$dtype" 60 bench model --synthetic "$name" --dtype "$dtype" \
         --prompt-tokens "$prompt" --decode-tokens "$decode" --json --profile
@@ -92,7 +92,7 @@ done
 
 if [[ -n ${PEER_BENCH:-} ]]; then
     export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
-    for name in qwen2.5-0.5b smollm2-135m; do
+    for name in qwen2.5-0.5b smollm2-135m gemma3-270m; do
         file="${TMPDIR:-/tmp}/kiln-synthetic-$name-q4_k.gguf"
         step "write-gguf-$name" 60 bench model --synthetic "$name" --dtype q4_k --write-gguf "$file"
         step "bench-file-$name" 60 bench model -m "$file" --prompt-tokens "$prompt" \
