@@ -276,6 +276,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A positive number that the GPU uses as f32 (a RoPE base): past f32's range it
+    /// would become infinite there, so it is refused here, naming the field.
+    pub fn positive_f32(&self, field: &str) -> Result<Option<f64>> {
+        match self.positive_f64(field)? {
+            Some(x) if x > f64::from(f32::MAX) => Err(self.err(field, format!("{x} is past f32's range"))),
+            other => Ok(other),
+        }
+    }
+
     pub fn bool(&self, field: &str) -> Result<Option<bool>> {
         match self.get(field) {
             None => Ok(None),
@@ -588,10 +597,10 @@ impl ModelConfig {
 /// than `default`).
 fn rope(f: &Fields) -> Result<(f64, Option<Value>)> {
     let params = f.nested("rope_parameters")?;
-    let mut theta = f.positive_f64("rope_theta")?;
+    let mut theta = f.positive_f32("rope_theta")?;
     let mut scaling = None;
     if let Some(p) = &params {
-        if let Some(t) = p.positive_f64("rope_theta")? {
+        if let Some(t) = p.positive_f32("rope_theta")? {
             theta = Some(t);
         }
         let rope_type = p.str("rope_type")?.or(p.str("type")?).unwrap_or("default");

@@ -71,19 +71,19 @@ pub(crate) fn gemma3_params(f: &Fields, n_layers: usize) -> Result<(f64, Option<
         let kind = p.str("rope_type")?.or(p.str("type")?).unwrap_or("default");
         Ok((kind != "default").then(|| Value::Object(p.obj.clone())))
     };
-    let mut theta = f.positive_f64("rope_theta")?.unwrap_or(1e6);
-    let mut local = f.positive_f64("rope_local_base_freq")?.unwrap_or(1e4);
+    let mut theta = f.positive_f32("rope_theta")?.unwrap_or(1e6);
+    let mut local = f.positive_f32("rope_local_base_freq")?.unwrap_or(1e4);
     let mut scaling = match f.nested("rope_scaling")? {
         Some(s) => non_default(&s)?,
         None => None,
     };
     if let Some(params) = f.nested("rope_parameters")? {
         if let Some(full) = params.nested("full_attention")? {
-            theta = full.positive_f64("rope_theta")?.unwrap_or(theta);
+            theta = full.positive_f32("rope_theta")?.unwrap_or(theta);
             scaling = non_default(&full)?;
         }
         if let Some(sliding) = params.nested("sliding_attention")? {
-            local = sliding.positive_f64("rope_theta")?.unwrap_or(local);
+            local = sliding.positive_f32("rope_theta")?.unwrap_or(local);
             if let Some(s) = non_default(&sliding)? {
                 return Err(f.err("rope_parameters.sliding_attention", format!("{s}: only unscaled RoPE is supported on local layers")));
             }

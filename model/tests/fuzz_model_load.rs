@@ -87,11 +87,36 @@ fn dir_bases() -> Vec<Base> {
     qwen3["architectures"] = json!(["Qwen3ForCausalLM"]);
     qwen3["model_type"] = json!("qwen3");
     qwen3["head_dim"] = json!(4); // apart from hidden / heads = 2
+    let gemma3 = json!({
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "vocab_size": 300,
+        "hidden_size": 8,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 8,
+        "num_hidden_layers": 2,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "sliding_window": 2,
+        "intermediate_size": 12,
+        "max_position_embeddings": 64,
+        "query_pre_attn_scalar": 8,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {
+            "full_attention": {"rope_theta": 1000000.0, "rope_type": "default"},
+            "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}
+        },
+        "hidden_activation": "gelu_pytorch_tanh",
+        "tie_word_embeddings": true,
+        "bos_token_id": 256,
+        "eos_token_id": 256
+    });
     vec![
         dir_base(gpt2_config(), Dtype::F32),
         dir_base(qwen2_config(), Dtype::BF16),
         dir_base(llama, Dtype::F16),
         dir_base(qwen3, Dtype::F32),
+        dir_base(gemma3, Dtype::F32),
     ]
 }
 
@@ -104,7 +129,7 @@ fn f32s(n: u64, seed: usize) -> Vec<u8> {
     gguf_writer::f32_bytes(&values(n as usize, seed))
 }
 
-/// A one-layer GGUF of llama.cpp's `arch` (qwen3, llama or gpt2).
+/// A one-layer GGUF of llama.cpp's `arch` (gemma3, qwen3, llama or gpt2).
 fn gguf_base(arch: &str) -> Base {
     let key = |k: &str| format!("{arch}.{k}");
     let (heads, kv_heads, head_dim) = (2u64, 1u64, 16u64);
@@ -149,9 +174,15 @@ fn gguf_base(arch: &str) -> Base {
         for name in ["blk.0.attn_norm", "blk.0.ffn_norm", "output_norm"] {
             b = b.tensor(tensor(&format!("{name}.weight"), &[H], ty::F32, f32s(H, 9)));
         }
-        if arch == "qwen3" {
+        if arch == "qwen3" || arch == "gemma3" {
             for name in ["attn_q_norm", "attn_k_norm"] {
                 b = b.tensor(tensor(&format!("blk.0.{name}.weight"), &[head_dim], ty::F32, f32s(head_dim, 10)));
+            }
+        }
+        if arch == "gemma3" {
+            b = b.kv(&key("attention.sliding_window"), GgufValue::U32(4));
+            for name in ["post_attention_norm", "post_ffw_norm"] {
+                b = b.tensor(tensor(&format!("blk.0.{name}.weight"), &[H], ty::F32, f32s(H, 11)));
             }
         }
     }
@@ -166,6 +197,6 @@ fn fuzz_model_load_from_directories() {
 
 #[test]
 fn fuzz_model_load_from_gguf() {
-    let bases = ["qwen3", "llama", "gpt2"].into_iter().map(gguf_base).collect();
+    let bases = ["gemma3", "qwen3", "llama", "gpt2"].into_iter().map(gguf_base).collect();
     fuzz("model_load_gguf", load_gguf, "model.gguf", bases, MODEL_SLACK);
 }
