@@ -328,8 +328,13 @@ impl Gemma3 {
         let first_dispatch = rec.dispatch_count();
         for (i, layer) in self.layers.iter().enumerate() {
             // Attention block: q, k, v = proj(input_norm(h)); q, k normed per head.
-            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
-            let qkv = layer.qkv.forward(rec, &x, norm)?;
+            // (x, a clone of h when the norm is folded, is dropped at once: holding it
+            // would change when h's buffer returns to the pool, and so which buffers
+            // the next step gets and its bind groups.)
+            let qkv = {
+                let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
+                layer.qkv.forward(rec, &x, norm)?
+            };
             let q = layer.q_norm.forward(rec, &qkv[0].reshape(&[seq * nh, hd])?)?.reshape(&[seq, nh, hd])?;
             let k = layer.k_norm.forward(rec, &qkv[1].reshape(&[seq * nkv, hd])?)?.reshape(&[seq, nkv, hd])?;
             let v = qkv[2].reshape(&[seq, nkv, hd])?;

@@ -129,8 +129,13 @@ impl Gpt2 {
         for (i, b) in self.blocks.iter().enumerate() {
             // q, k, v = c_attn(ln_1(h)): one matvec in decode, LayerNorm folded in unless a
             // hook needs attn_in.
-            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Layer(&b.ln_1))?;
-            let qkv = b.qkv.forward(rec, &x, norm)?;
+            // (x, a clone of h when the norm is folded, is dropped at once: holding it
+            // would change when h's buffer returns to the pool, and so which buffers
+            // the next step gets and its bind groups.)
+            let qkv = {
+                let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Layer(&b.ln_1))?;
+                b.qkv.forward(rec, &x, norm)?
+            };
             let q = qkv[0].reshape(&[seq, nh, hd])?;
             let k = qkv[1].reshape(&[seq, nh, hd])?;
             let v = qkv[2].reshape(&[seq, nh, hd])?;

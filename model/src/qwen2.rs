@@ -165,8 +165,13 @@ impl Qwen2 {
         for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention block: q, k, v = proj(input_norm(h)) (one matvec per weight
             // type in decode, the norm folded in unless a hook needs attn_in), [seq, heads, head_dim] each.
-            let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
-            let qkv = layer.qkv.forward(rec, &x, norm)?;
+            // (x, a clone of h when the norm is folded, is dropped at once: holding it
+            // would change when h's buffer returns to the pool, and so which buffers
+            // the next step gets and its bind groups.)
+            let qkv = {
+                let (x, norm) = hk.norm_input(rec, Point::AttnIn(i), &h, NormRef::Rms(&layer.input_norm))?;
+                layer.qkv.forward(rec, &x, norm)?
+            };
             let (q, k) = match &layer.qk_norm {
                 // Qwen3: q = q_norm(q), k = k_norm(k) over each head's head_dim values.
                 Some((q_norm, k_norm)) => (
