@@ -214,11 +214,9 @@ fn bad_requests_are_400s_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
 }
 
-#[test]
-fn a_full_queue_is_a_503_and_a_leaving_client_frees_its_slot() {
-    let server = serve(&["--slots", "1", "--queue", "1"]);
-    let port = server.port;
-    // Occupy the only slot with a long stream; read one event so it is running.
+/// Start a long streamed completion and read its first event, so it holds a slot; the
+/// slot frees when the returned reader is dropped.
+fn occupy_a_slot(port: u16) -> BufReader<TcpStream> {
     let long = json!({"prompt": "a", "max_tokens": 120, "stream": true, "seed": 1});
     let s = request(port, "POST", "/v1/completions", &long.to_string()).unwrap();
     let mut reader = BufReader::new(s);
@@ -227,6 +225,15 @@ fn a_full_queue_is_a_503_and_a_leaving_client_frees_its_slot() {
         line.clear();
         reader.read_line(&mut line).unwrap();
     }
+    reader
+}
+
+#[test]
+fn a_full_queue_is_a_503_and_a_leaving_client_frees_its_slot() {
+    let server = serve(&["--slots", "1", "--queue", "1"]);
+    let port = server.port;
+    // Occupy the only slot with a long stream.
+    let reader = occupy_a_slot(port);
     // One request waits in the queue; the next one is refused.
     let queued = std::thread::spawn(move || post(port, "/v1/completions", &json!({"prompt": "b", "max_tokens": 2, "seed": 2})));
     std::thread::sleep(Duration::from_millis(200));
@@ -248,14 +255,7 @@ fn queue_zero_serves_while_a_slot_is_free() {
     let port = server.port;
     let (status, v) = post(port, "/v1/completions", &json!({"prompt": "a", "max_tokens": 2, "seed": 1}));
     assert_eq!(status, 200, "{v}");
-    let long = json!({"prompt": "a", "max_tokens": 120, "stream": true, "seed": 1});
-    let s = request(port, "POST", "/v1/completions", &long.to_string()).unwrap();
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
-    while !line.starts_with("data:") {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
+    let reader = occupy_a_slot(port);
     let (status, v) = post(port, "/v1/completions", &json!({"prompt": "c", "max_tokens": 2}));
     assert_eq!(status, 503, "{v}");
     drop(reader);
