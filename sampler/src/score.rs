@@ -140,10 +140,14 @@ impl AnswerScore {
 /// Score `ids[first_scored..]`, each token given all ids before it. Needs
 /// `1 ≤ first_scored < ids.len() ≤` the model's context and ids inside the vocabulary.
 pub fn score_ids(dev: &Device, model: &Model, ids: &[u32], first_scored: usize) -> Result<Vec<TokenScore>> {
-    let vocab = model.config().vocab_size;
-    let row_bytes = (vocab * 4) as u64;
-    let by_binding = (dev.max_binding_bytes() / row_bytes.max(1)) as usize;
-    score_ids_in_chunks(dev, model, ids, first_scored, by_binding.clamp(1, MAX_CHUNK_ROWS))
+    score_ids_in_chunks(dev, model, ids, first_scored, chunk_rows(dev, model))
+}
+
+/// Positions per scoring forward pass: as many f32 logits rows as one binding holds, at
+/// most [`MAX_CHUNK_ROWS`].
+fn chunk_rows(dev: &Device, model: &Model) -> usize {
+    let row_bytes = (model.config().vocab_size * 4) as u64;
+    ((dev.max_binding_bytes() / row_bytes.max(1)) as usize).clamp(1, MAX_CHUNK_ROWS)
 }
 
 /// [`score_ids`] with at most `chunk_rows` positions per forward pass (tests use small
@@ -242,8 +246,7 @@ pub fn prompt_logprobs(dev: &Device, model: &Model, ids: &[u32], top: usize) -> 
         ));
     }
     kiln_kernels::embedding::check_ids(ids, c.vocab_size)?;
-    let row_bytes = (c.vocab_size * 4) as u64;
-    let chunk_rows = ((dev.max_binding_bytes() / row_bytes.max(1)) as usize).clamp(1, MAX_CHUNK_ROWS);
+    let chunk_rows = chunk_rows(dev, model);
     let fed = ids.len() - 1;
     let mut cache = model.new_cache(dev, fed)?;
     let mut out = Vec::with_capacity(fed);
