@@ -298,9 +298,14 @@ impl Gemma3 {
         layers + self.embed_tokens.bytes() + self.lm_head.bytes_unless_shared(&self.embed_tokens) + self.norm.weight.byte_len()
     }
 
+    /// The final norm and the LM head on `h` `[rows, hidden]` ([`crate::Model::final_head`]).
+    pub(crate) fn final_head(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
+        fused::normed_lm_head(rec, &self.lm_head, h, NormRef::Rms(&self.norm))
+    }
+
     /// Run `ids` `[seq]` through the model as `step` says, writing their K/V into the cache.
     /// Returns logits `[seq, vocab]`, or `[1, vocab]` for the last position only when
-    /// `all_logits` is false.
+    /// `all_logits` is false. `hk`: the hooks the pass runs ([`crate::qwen2::Qwen2::forward`]).
     pub fn forward(
         &self,
         rec: &mut Recorder,
@@ -308,6 +313,7 @@ impl Gemma3 {
         cache: &mut KvCache,
         step: Step,
         all_logits: bool,
+        hk: &Hooks,
     ) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
@@ -320,7 +326,6 @@ impl Gemma3 {
         let scale = (1.0 / self.params.query_pre_attn_scalar.sqrt()) as f32;
 
         // h = embed_tokens(ids) * sqrt(hidden)   [seq, hidden]
-        let hk = &self.hooks;
         let e = self.embed_tokens.forward(rec, ids)?;
         let h = Tensor::empty(&dev, e.shape(), DType::F32)?;
         elementwise::mul(rec, &e, &self.embed_scale, &h)?;

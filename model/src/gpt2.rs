@@ -104,6 +104,11 @@ impl Gpt2 {
         blocks + self.wte.bytes() + self.wpe.byte_len() + self.lm_head.bytes_unless_shared(&self.wte) + ln(&self.ln_f)
     }
 
+    /// The final norm and the LM head on `h` `[rows, hidden]` ([`crate::Model::final_head`]).
+    pub(crate) fn final_head(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
+        fused::normed_lm_head(rec, &self.lm_head, h, NormRef::Layer(&self.ln_f))
+    }
+
     /// See [`crate::qwen2::Qwen2::forward`].
     pub fn forward(
         &self,
@@ -112,6 +117,7 @@ impl Gpt2 {
         cache: &mut KvCache,
         step: Step,
         all_logits: bool,
+        hk: &Hooks,
     ) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
@@ -122,7 +128,6 @@ impl Gpt2 {
         let rows = step.rows(cache);
         let h0 = self.wte.forward(rec, ids)?; // [seq, hidden]
         embedding::add_positions(rec, &self.wpe, rows, &h0)?;
-        let hk = &self.hooks;
         let mut h = hk.run(rec, Point::Embed, h0)?;
 
         let first_dispatch = rec.dispatch_count();

@@ -146,11 +146,30 @@ impl Model {
         cache: &mut KvCache,
         step: Step,
         all_logits: bool,
+        hooks: &Hooks,
     ) -> Result<Tensor> {
         match self {
-            Model::Gpt2(m) => m.forward(rec, ids, cache, step, all_logits),
-            Model::Qwen2(m) => m.forward(rec, ids, cache, step, all_logits),
-            Model::Gemma3(m) => m.forward(rec, ids, cache, step, all_logits),
+            Model::Gpt2(m) => m.forward(rec, ids, cache, step, all_logits, hooks),
+            Model::Qwen2(m) => m.forward(rec, ids, cache, step, all_logits, hooks),
+            Model::Gemma3(m) => m.forward(rec, ids, cache, step, all_logits, hooks),
+        }
+    }
+
+    /// The final norm and the LM head applied to `h` `[rows, hidden]`: logits
+    /// `[rows, vocab]` — what the forward pass does to the last block's output, here
+    /// applied to any residual-stream tensor (the logit lens, `kiln_sampler::lens`).
+    pub fn final_head(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
+        let hidden = self.config().hidden_size;
+        if h.shape().len() != 2 || h.dim(-1) != hidden {
+            return Err(ModelError::Param {
+                name: "h".into(),
+                detail: format!("the final head takes [rows, {hidden}], got {:?}", h.shape()),
+            });
+        }
+        match self {
+            Model::Gpt2(m) => m.final_head(rec, h),
+            Model::Qwen2(m) => m.final_head(rec, h),
+            Model::Gemma3(m) => m.final_head(rec, h),
         }
     }
 
@@ -186,12 +205,41 @@ impl Model {
         all_logits: bool,
         chunk: usize,
     ) -> Result<Tensor> {
+        self.forward_chunked_with(rec, ids, cache, slot, all_logits, chunk, self.hooks())
+    }
+
+    /// [`Model::forward`] with `hooks` instead of the model's own ([`Model::set_hooks`]),
+    /// for one pass, e.g. captures taken while the model is shared with a serving engine.
+    /// Read the captures back with `hooks.take_captures()` after the submission.
+    pub fn forward_with_hooks(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        all_logits: bool,
+        hooks: &Hooks,
+    ) -> Result<Tensor> {
+        hooks.check(self.config())?;
+        self.forward_chunked_with(rec, ids, cache, 0, all_logits, PREFILL_CHUNK, hooks)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_chunked_with(
+        &self,
+        rec: &mut Recorder,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        slot: usize,
+        all_logits: bool,
+        chunk: usize,
+        hooks: &Hooks,
+    ) -> Result<Tensor> {
         let seq = ids.numel();
         if chunk == 0 {
             return Err(ModelError::Param { name: "chunk".into(), detail: "a prefill chunk needs at least one position".into() });
         }
         if seq <= chunk {
-            return self.run(rec, ids, cache, Step::Seq { slot }, all_logits);
+            return self.run(rec, ids, cache, Step::Seq { slot }, all_logits, hooks);
         }
         cache.check_room(slot, seq)?;
         let dev = rec.device().clone();
@@ -202,7 +250,7 @@ impl Model {
             let n = chunk.min(seq - start);
             let part = Tensor::empty(&dev, &[n], DType::U32)?;
             rec.copy_region(ids, start, &part, 0, n)?;
-            let logits = self.run(rec, &part, cache, Step::Seq { slot }, all_logits)?;
+            let logits = self.run(rec, &part, cache, Step::Seq { slot }, all_logits, hooks)?;
             if let Some(all) = &all {
                 rec.copy_region(&logits, 0, all, start * vocab, n * vocab)?;
             }
@@ -226,7 +274,7 @@ impl Model {
         cache: &mut KvCache,
         slots: &[usize],
     ) -> Result<Tensor> {
-        self.run(rec, ids, cache, Step::Batch { slots }, true)
+        self.run(rec, ids, cache, Step::Batch { slots }, true, self.hooks())
     }
 }
 

@@ -139,10 +139,16 @@ impl Qwen2 {
         layers + self.embed_tokens.bytes() + self.lm_head.bytes_unless_shared(&self.embed_tokens) + self.norm.weight.byte_len()
     }
 
+    /// The final norm and the LM head on `h` `[rows, hidden]` ([`crate::Model::final_head`]).
+    pub(crate) fn final_head(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
+        crate::fused::normed_lm_head(rec, &self.lm_head, h, NormRef::Rms(&self.norm))
+    }
+
     /// Run `ids` `[seq]` through the model as `step` says (one sequence in one slot, or one
     /// id per slot of a batch), writing their K/V into the cache. Returns logits
     /// `[seq, vocab]`, or `[1, vocab]` for the last position only when `all_logits` is
-    /// false (one sequence only).
+    /// false (one sequence only). `hk` is the hooks the pass runs (the model's own, or a
+    /// set given for one pass: [`crate::Model::forward_with_hooks`]).
     pub fn forward(
         &self,
         rec: &mut Recorder,
@@ -150,6 +156,7 @@ impl Qwen2 {
         cache: &mut KvCache,
         step: Step,
         all_logits: bool,
+        hk: &Hooks,
     ) -> Result<Tensor> {
         let c = &self.config;
         let seq = ids.numel();
@@ -158,7 +165,6 @@ impl Qwen2 {
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let rope = self.rope_table(rec.device(), cache.capacity())?;
 
-        let hk = &self.hooks;
         let h = self.embed_tokens.forward(rec, ids)?; // [seq, hidden]
         let mut h = hk.run(rec, Point::Embed, h)?;
         let first_dispatch = rec.dispatch_count();
