@@ -11,6 +11,7 @@ mod eval;
 mod fetch;
 mod generate;
 mod hooks;
+mod lens;
 mod model_args;
 mod next;
 mod progress;
@@ -66,6 +67,9 @@ enum Command {
     Hooks(hooks::HooksArgs),
     /// Capture hook points' activations for a prompt into a safetensors file.
     Capture(hooks::CaptureArgs),
+    /// The logit lens: every block's top next token at every position (table, --plot,
+    /// --json).
+    Lens(lens::LensArgs),
     /// Score a text (chain-rule log-probability, perplexity, bits per byte) or an answer
     /// given a context.
     Score(score::ScoreArgs),
@@ -97,6 +101,7 @@ fn main() {
         Command::Chat(args) => chat::run(&cli.device, args),
         Command::Hooks(args) => hooks::list(args),
         Command::Capture(args) => hooks::capture(&cli.device, args),
+        Command::Lens(args) => lens::run(&cli.device, args),
         Command::Score(args) => score::run(&cli.device, args),
         Command::Eval(args) => eval::run(&cli.device, args),
         Command::Serve(args) => serve::run(&cli.device, args),

@@ -19,6 +19,7 @@ pub mod eval;
 pub mod error;
 pub mod generate;
 pub mod gpu;
+pub mod lens;
 pub mod params;
 pub mod score;
 pub mod stop;

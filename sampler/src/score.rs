@@ -145,7 +145,7 @@ pub fn score_ids(dev: &Device, model: &Model, ids: &[u32], first_scored: usize) 
 
 /// Positions per scoring forward pass: as many f32 logits rows as one binding holds, at
 /// most [`MAX_CHUNK_ROWS`].
-fn chunk_rows(dev: &Device, model: &Model) -> usize {
+pub(crate) fn chunk_rows(dev: &Device, model: &Model) -> usize {
     let row_bytes = (model.config().vocab_size * 4) as u64;
     ((dev.max_binding_bytes() / row_bytes.max(1)) as usize).clamp(1, MAX_CHUNK_ROWS)
 }

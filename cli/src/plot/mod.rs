@@ -20,8 +20,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::Color;
 
 mod backend;
-// The heatmap (`lens --plot`) and the reliability diagram (`eval --plot`) are for
-// commands still to come; until they use them, only the tests do.
+// `lens --plot` and `eval --plot` use part of the heatmap's and the reliability
+// diagram's API; the tests use the rest.
 #[allow(dead_code)]
 mod heatmap;
 mod logits;
