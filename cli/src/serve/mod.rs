@@ -160,8 +160,11 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         bail!("--context must be >= 2");
     }
     let engine = Engine::new(&dev, &parts.model, args.slots, context)?;
-    let listener = std::net::TcpListener::bind((args.host.as_str(), args.port)).with_context(|| format!("binding {}:{}", args.host, args.port))?;
-    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("kiln-http").build()?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        listen(&args.host, args.port, args.max_connections).with_context(|| format!("binding {}:{}", args.host, args.port))?
+    };
     let address = listener.local_addr()?;
     let model_id = args.name.clone().unwrap_or_else(|| {
         args.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln".into())
@@ -194,7 +197,6 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
         write_timeout: args.write_timeout,
         max_header_bytes: args.max_header_bytes,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("kiln-http").build()?;
     let shutdown = CancellationToken::new();
     eprintln!(
         "kiln serve: {} on http://{address}/v1 — {} slots × {context} positions, queue {}, on {}{}",
@@ -229,6 +231,23 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
     http_result?;
     eprintln!("kiln serve: stopped");
     Ok(())
+}
+
+/// A listening socket on `host:port` whose accept backlog holds `backlog` connections
+/// (std's 128 would leave a burst of connections half-open until the client retries),
+/// handed back as a non-blocking std listener. Must run inside the tokio runtime.
+fn listen(host: &str, port: u16, backlog: usize) -> Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog.clamp(128, 65_535) as u32)) {
+            Ok(listener) => return Ok(listener.into_std()?),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("{host} resolves to no address"), anyhow::Error::from))
 }
 
 /// The first Ctrl-C or SIGTERM starts a graceful shutdown; a second one exits at once.
