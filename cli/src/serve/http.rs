@@ -52,6 +52,8 @@ struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Woken when a request starts (the connection's loop then watches the client).
+    started: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -109,8 +111,27 @@ pub async fn serve(
     }
 }
 
+/// How often a connection with a request in flight looks whether its client has gone.
+const PEER_CHECK: Duration = Duration::from_millis(20);
+
+/// Whether the client closed its side (or reset the connection): a non-blocking peek
+/// that reads end-of-stream. Pipelined bytes waiting to be read count as "still there".
+fn peer_gone(watch: &std::net::TcpStream) -> bool {
+    match watch.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+    }
+}
+
 async fn connection(stream: TcpStream, app: Router, limits: &ConnLimits, metrics: &Metrics, shutdown: CancellationToken) {
-    let activity = Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
+    // A second handle on the socket (the same non-blocking file description) to notice a
+    // client that leaves while its request runs: hyper reads nothing more once a request
+    // says `Connection: close`, so it would only find out when the answer is written.
+    let Ok(std_stream) = stream.into_std() else { return };
+    let watch = std_stream.try_clone().ok();
+    let Ok(stream) = TcpStream::from_std(std_stream) else { return };
+    let activity = Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0), started: tokio::sync::Notify::new() });
     let io = TokioIo::new(TimedIo { inner: stream, activity: activity.clone(), write_timeout: limits.write_timeout, stalled: None });
     let service = {
         let activity = activity.clone();
@@ -147,6 +168,16 @@ async fn connection(stream: TcpStream, app: Router, limits: &ConnLimits, metrics
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
+            // A request started: go round again, so the check below is armed.
+            _ = activity.started.notified() => {}
+            _ = tokio::time::sleep(PEER_CHECK), if activity.in_flight.load(Ordering::SeqCst) > 0 && watch.is_some() => {
+                if watch.as_ref().is_some_and(peer_gone) {
+                    // Dropping the connection drops its handler: the request's sequences
+                    // end before the engine's next step.
+                    tracing::debug!("the client left with a request in flight");
+                    return;
+                }
+            }
             _ = tokio::time::sleep(tick), if !closing => {
                 if activity.in_flight.load(Ordering::SeqCst) == 0 && activity.idle_for() >= limits.idle_timeout {
                     metrics.connections_timed_out.inc();
@@ -175,6 +206,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        activity.started.notify_one();
         InFlight(activity)
     }
 }

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model_args::{load_parts, KvCacheArg};
 use crate::DeviceArgs;
-use scheduler::{Job, Scheduler};
+use scheduler::{Fault, Job, Scheduler};
 
 /// Seconds as a flag value: a finite number in (0, 1 day].
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// On Ctrl-C/SIGTERM, seconds to wait for the requests in flight before closing them.
     #[arg(long, value_parser = seconds, default_value = "300")]
     shutdown_timeout: Duration,
+    /// Test hook: sequences sampled with seed SEED fail after TOKENS tokens (0: when
+    /// admitted), as a sequence the engine fails alone would (repeatable).
+    #[arg(long, value_name = "SEED:TOKENS", value_parser = Fault::parse, hide = true)]
+    inject_fault: Vec<Fault>,
 }
 
 /// Body limits the handlers read with.
@@ -221,7 +225,7 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
             })
         })?
     };
-    let served = Scheduler::new(engine, &dev, &parts.model, shared.metrics.clone(), args.write_timeout).run(job_rx);
+    let served = Scheduler::new(engine, &dev, &parts.model, shared.metrics.clone(), args.write_timeout, args.inject_fault.clone()).run(job_rx);
     if served.is_err() {
         shared.shutting_down.store(true, Ordering::SeqCst);
         shutdown.cancel();

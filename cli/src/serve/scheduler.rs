@@ -45,6 +45,29 @@ pub enum Msg {
 
 pub type MsgSender = mpsc::Sender<(usize, Msg)>;
 
+/// A test hook (`--inject-fault SEED:TOKENS`): the sequences sampled with `seed` fail
+/// after `tokens` tokens (0: on admission), through the same path as a sequence the
+/// engine fails alone — so the tests can show that a failure stays with its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub seed: u64,
+    pub tokens: usize,
+}
+
+impl Fault {
+    /// Parse `SEED:TOKENS`.
+    pub fn parse(s: &str) -> Result<Fault, String> {
+        let (seed, tokens) = s.split_once(':').ok_or_else(|| format!("{s:?} is not SEED:TOKENS"))?;
+        let seed = seed.trim().parse().map_err(|_| format!("{seed:?} is not a seed"))?;
+        let tokens = tokens.trim().parse().map_err(|_| format!("{tokens:?} is not a token count"))?;
+        Ok(Fault { seed, tokens })
+    }
+
+    fn error(&self) -> String {
+        format!("injected fault (--inject-fault {}:{})", self.seed, self.tokens)
+    }
+}
+
 /// One sequence to generate.
 pub struct GenJob {
     pub prompt: Vec<u32>,
@@ -82,6 +105,9 @@ struct Live {
     index: usize,
     accepted: Instant,
     last_token: Option<Instant>,
+    /// Tokens passed on so far, and after how many an injected fault ends the sequence.
+    tokens: usize,
+    fail_after: Option<Fault>,
     /// Room in `tx` when last looked, and when its reader last took something.
     room: usize,
     progress: Instant,
@@ -93,6 +119,7 @@ pub struct Scheduler<'m> {
     model: &'m Model,
     metrics: Arc<Metrics>,
     stall_timeout: Duration,
+    faults: Vec<Fault>,
     live: Vec<Live>,
     waiting: VecDeque<GenJob>,
     scoring: VecDeque<ScoreJob>,
@@ -100,7 +127,7 @@ pub struct Scheduler<'m> {
 }
 
 impl<'m> Scheduler<'m> {
-    pub fn new(engine: Engine<'m>, dev: &Device, model: &'m Model, metrics: Arc<Metrics>, stall_timeout: Duration) -> Self {
+    pub fn new(engine: Engine<'m>, dev: &Device, model: &'m Model, metrics: Arc<Metrics>, stall_timeout: Duration, faults: Vec<Fault>) -> Self {
         metrics.slots_total.set(engine.slots() as i64);
         Scheduler {
             engine,
@@ -108,6 +135,7 @@ impl<'m> Scheduler<'m> {
             model,
             metrics,
             stall_timeout,
+            faults,
             live: Vec::new(),
             waiting: VecDeque::new(),
             scoring: VecDeque::new(),
@@ -200,6 +228,7 @@ impl<'m> Scheduler<'m> {
             if job.events.is_closed() || job.cancel.load(Ordering::SeqCst) {
                 continue; // the client left while it waited
             }
+            let fault = self.faults.iter().find(|f| f.seed == job.params.seed).copied();
             let (tx, rx) = channel();
             let request = Request { prompt: job.prompt, params: job.params, max_tokens: job.max_tokens, eos_ids: job.eos_ids, events: tx };
             let now = Instant::now();
@@ -210,10 +239,16 @@ impl<'m> Scheduler<'m> {
                 index: job.index,
                 accepted: job.accepted,
                 last_token: None,
+                tokens: 0,
+                fail_after: fault.filter(|f| f.tokens > 0),
                 room: 0,
                 progress: now,
             };
-            if let Err(e) = self.engine.admit(request) {
+            let admitted = match fault.filter(|f| f.tokens == 0) {
+                Some(f) => Err(f.error()),
+                None => self.engine.admit(request).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = admitted {
                 eprintln!("kiln serve: admitting a request failed: {e}");
                 let _ = live.tx.try_send((live.index, Msg::Failed(ApiError::internal(format!("starting the sequence failed: {e}")))));
                 continue;
@@ -237,7 +272,12 @@ impl<'m> Scheduler<'m> {
                             Some(t0) => metrics.time_per_output_token.observe(now.duration_since(t0).as_secs_f64()),
                         }
                         l.last_token = Some(now);
-                        Msg::Token(t)
+                        l.tokens += 1;
+                        match l.fail_after {
+                            // As the engine's Event::Error for this sequence alone would.
+                            Some(f) if l.tokens > f.tokens => Msg::Failed(ApiError::internal(f.error())),
+                            _ => Msg::Token(t),
+                        }
                     }
                     Ok(Event::Done { reason, .. }) => Msg::Done(reason),
                     Ok(Event::Error(message)) => Msg::Failed(ApiError::internal(message)),
