@@ -413,3 +413,34 @@ fn metrics_and_the_api_key() {
     assert!(text.contains("kiln_requests_total{route=\"/v1/completions\",status=\"401\"} 1"), "{text}");
     assert!(text.contains("kiln_generated_tokens_total 3"), "{text}");
 }
+
+/// CORS is off unless `--cors-origin` names the origin (then preflights and answers carry
+/// it, and a preflight needs no API key); `RUST_LOG=info` logs every request through
+/// tracing.
+#[test]
+fn cors_only_for_the_named_origin_and_requests_logged_with_rust_log() {
+    let preflight = ["Origin: http://app.test", "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: content-type"];
+    let plain = serve(&[]);
+    let (_, head, _) = read_full(request_with(plain.port, "OPTIONS", "/v1/completions", &preflight, "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "CORS is off by default: {head}");
+    let (_, head, _) = read_full(request_with(plain.port, "GET", "/v1/models", &["Origin: http://app.test"], "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{head}");
+    drop(plain);
+
+    let server = serve_with_env(&["--cors-origin", "http://app.test", "--api-key", "sesame"], &[("RUST_LOG", "info")]);
+    let port = server.port;
+    let (status, head, _) = read_full(request_with(port, "OPTIONS", "/v1/completions", &preflight, "").unwrap()).unwrap();
+    assert!(status < 300, "preflight: {head}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: http://app.test"), "{head}");
+    let auth = "Authorization: Bearer sesame";
+    let (status, head, _) = read_full(request_with(port, "GET", "/v1/models", &["Origin: http://app.test", auth], "").unwrap()).unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: http://app.test"), "{head}");
+    let (_, head, _) = read_full(request_with(port, "GET", "/v1/models", &["Origin: http://evil.test", auth], "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "another origin is not allowed: {head}");
+    let t0 = Instant::now();
+    while !server.log().contains("finished processing request") {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no request log with RUST_LOG=info:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
