@@ -18,6 +18,15 @@ fi
 # ${KILN_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kiln}; their tests fail rather than skip.
 ./target/release/kiln fetch qwen2.5 smollm2 gemma3
 export KILN_REQUIRE_MODELS=1
+# The balancer test (cli/tests/serve_nginx.rs) runs two `kiln serve` behind Debian's nginx.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]] && command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nginx >/dev/null
+fi
+if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then
+    export KILN_REQUIRE_NGINX=1
+fi
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2
 # The library's examples (kiln/examples), built with the same features as the tests and

@@ -1,111 +1,20 @@
 //! `kiln serve` against a real HTTP client on loopback (a tiny checkpoint): completions
 //! plain and streamed equal `kiln generate` for the same seed; 16 concurrent clients (some
 //! streaming, some leaving early) each get their own complete answer; a client that
-//! leaves frees its slot; a full queue is a 503; bad requests are 400s and the server
-//! keeps serving; Ctrl-C finishes the request in flight and exits.
+//! leaves frees its slot; a full queue is a 503; bad requests are 400s naming the
+//! parameter and the server keeps serving; Ctrl-C and SIGTERM finish the requests in
+//! flight and exit 0; /tokenize, /detokenize; echo with the prompt's log-probs; n > 1 and
+//! batched prompts; /metrics; the API key.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod serve_common;
+
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/models/qwen2-tiny-tied-f32");
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start `kiln serve` on a port the OS picks (`--port 0`), read the port from its
-/// "listening" line, and wait until it answers /health.
-fn serve(extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "-m", MODEL, "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("kiln serve exited before listening").unwrap();
-        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
-        }
-    };
-    // Keep draining the server's log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let server = Server { child, port };
-    let t0 = Instant::now();
-    while get(port, "/health").is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
-
-fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
-    Ok(s)
-}
-
-/// (status, body) of a complete response.
-fn read_response(mut s: TcpStream) -> (u16, String) {
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    let status = all.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = all.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    Ok(read_response(request(port, "GET", path, "")?))
-}
-
-fn post(port: u16, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = read_response(request(port, "POST", path, &body.to_string()).unwrap());
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-/// The `data:` payloads of a streamed response, up to and including [DONE].
-fn stream_events(port: u16, path: &str, body: &Value) -> Vec<String> {
-    let s = request(port, "POST", path, &body.to_string()).unwrap();
-    let reader = BufReader::new(s);
-    reader.lines().map_while(Result::ok).filter_map(|l| l.strip_prefix("data: ").map(str::to_string)).collect()
-}
-
-fn streamed_text(events: &[String]) -> String {
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|v| v["choices"].get(0).and_then(|c| c["text"].as_str().or(c["delta"]["content"].as_str())).map(str::to_string))
-        .collect()
-}
-
-fn generate_text(prompt: &str, seed: u64, max_tokens: usize) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["generate", "-m", MODEL, prompt, "--json", "--temperature", "0.9", "--top-k", "40"])
-        .args(["--seed", &seed.to_string(), "--max-tokens", &max_tokens.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["text"].as_str().unwrap().to_string()
-}
-
-fn completion(prompt: &str, seed: u64, max_tokens: usize, stream: bool) -> Value {
-    json!({"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.9, "top_k": 40, "seed": seed, "stream": stream})
-}
+use serve_common::*;
 
 #[test]
 fn completions_plain_and_streamed_equal_kiln_generate() {
@@ -185,31 +94,49 @@ fn chat_completions_plain_and_streamed() {
 }
 
 #[test]
-fn bad_requests_are_400s_and_the_server_keeps_serving() {
+fn bad_requests_are_400s_naming_the_parameter_and_the_server_keeps_serving() {
     let server = serve(&[]);
     let port = server.port;
-    let cases: Vec<(&str, String, &str)> = vec![
-        ("/v1/completions", "{not json".into(), "invalid request body"),
-        ("/v1/completions", json!({"prompt": "x", "max_tokens": "ten"}).to_string(), "invalid type"),
-        ("/v1/completions", json!({"prompt": "x", "temperature": -1}).to_string(), "temperature"),
-        ("/v1/completions", json!({"prompt": "x", "top_p": 0}).to_string(), "top_p"),
-        ("/v1/completions", json!({"prompt": "x", "logit_bias": {"999999": 1}}).to_string(), "logit_bias"),
-        ("/v1/completions", json!({"prompt": "x ".repeat(200), "max_tokens": 16}).to_string(), "max_tokens"),
+    // (path, body, what the message says, the parameter named)
+    let cases: Vec<(&str, String, &str, Option<&str>)> = vec![
+        ("/v1/completions", "{not json".into(), "invalid request body", None),
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": "ten"}).to_string(), "invalid type", Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "x", "temperature": -1}).to_string(), "temperature", Some("temperature")),
+        ("/v1/completions", json!({"prompt": "x", "top_p": 0}).to_string(), "top_p", Some("top_p")),
+        ("/v1/completions", json!({"prompt": "x", "logit_bias": {"999999": 1}}).to_string(), "logit_bias", Some("logit_bias")),
+        ("/v1/completions", json!({"prompt": "x ".repeat(200), "max_tokens": 16}).to_string(), "max_tokens", Some("prompt")),
         // 2⁶⁴−1 once wrapped the length check round and stopped the whole server.
-        ("/v1/completions", json!({"prompt": "x", "max_tokens": u64::MAX}).to_string(), "max_tokens"),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": u64::MAX}).to_string(), "max_tokens"),
-        ("/v1/completions", json!({"prompt": "x", "n": 2}).to_string(), "n = 2"),
-        ("/v1/chat/completions", json!({"messages": []}).to_string(), "messages"),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}).to_string(), "top_logprobs"),
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": u64::MAX}).to_string(), "max_tokens", Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": 4_000_000_000u64}).to_string(), "max_tokens", Some("max_tokens")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": u64::MAX}).to_string(), "max_tokens", Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "x", "n": 17}).to_string(), "n", Some("n")),
+        ("/v1/completions", json!({"prompt": "x", "n": 0}).to_string(), "n", Some("n")),
+        ("/v1/completions", json!({"prompt": "x", "seed": 1.5}).to_string(), "seed", Some("seed")),
+        ("/v1/completions", json!({"prompt": "x", "logprobs": 21}).to_string(), "logprobs", Some("logprobs")),
+        ("/v1/completions", json!({"prompt": "x", "frequency_penalty": 1e300}).to_string(), "frequency_penalty", Some("frequency_penalty")),
+        ("/v1/completions", json!({"prompt": "x", "presence_penalty": "a"}).to_string(), "presence_penalty", Some("presence_penalty")),
+        ("/v1/completions", json!({"prompt": "x", "logit_bias": {"5": 101}}).to_string(), "logit_bias", Some("logit_bias")),
+        ("/v1/completions", json!({"prompt": "x", "logit_bias": {"x": 1}}).to_string(), "logit_bias", Some("logit_bias")),
+        ("/v1/completions", json!({"prompt": [5, 99999]}).to_string(), "out of range", Some("prompt")),
+        ("/v1/completions", json!({"prompt": ["ok", [1, -2]]}).to_string(), "prompt[1]", Some("prompt[1]")),
+        ("/v1/chat/completions", json!({"messages": []}).to_string(), "messages", Some("messages")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}).to_string(), "top_logprobs", Some("top_logprobs")),
     ];
-    for (path, body, want) in &cases {
+    for (path, body, want, param) in &cases {
         let (status, text) = read_response(request(port, "POST", path, body).unwrap());
         assert_eq!(status, 400, "{body}: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert!(v["error"]["message"].as_str().unwrap().contains(want), "{body}: {text}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
+        assert_eq!(v["error"]["param"].as_str(), *param, "{body}: {text}");
+        assert!(v["error"].as_object().unwrap().contains_key("code"), "OpenAI's shape: {text}");
     }
-    assert_eq!(get(port, "/nope").unwrap().0, 404);
-    assert_eq!(read_response(request(port, "POST", "/health", "").unwrap()).0, 405);
+    let (status, body) = get(port, "/nope").unwrap();
+    assert_eq!(status, 404);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "not_found_error", "{body}");
+    let (status, body) = read_response(request(port, "POST", "/health", "").unwrap());
+    assert_eq!(status, 405);
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"]["message"].is_string(), "{body}");
     let (status, _) = post(port, "/v1/completions", &completion("still here", 1, 3, false));
     assert_eq!(status, 200);
 }
@@ -271,18 +198,26 @@ fn queue_zero_serves_while_a_slot_is_free() {
     assert_eq!(status, 200, "the freed slot takes a new request");
 }
 
+/// Ctrl-C and SIGTERM: the requests in flight (streamed and not) finish, every byte of
+/// their answers is written, then the server exits 0.
 #[test]
-fn ctrl_c_finishes_the_request_in_flight_then_exits() {
-    let mut server = serve(&[]);
-    let port = server.port;
-    let inflight = std::thread::spawn(move || stream_events(port, "/v1/completions", &json!({"prompt": "z", "max_tokens": 60, "stream": true, "seed": 3})));
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let events = inflight.join().unwrap();
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "the request in flight completes");
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
+fn ctrl_c_and_sigterm_finish_the_requests_in_flight_then_exit() {
+    for signal in ["INT", "TERM"] {
+        let mut server = serve(&[]);
+        let port = server.port;
+        let streamed = std::thread::spawn(move || stream_events(port, "/v1/completions", &json!({"prompt": "z", "max_tokens": 60, "stream": true, "seed": 3})));
+        let plain = std::thread::spawn(move || post(port, "/v1/completions", &json!({"prompt": "y", "max_tokens": 60, "seed": 4})));
+        std::thread::sleep(Duration::from_millis(300));
+        server.signal(signal);
+        let events = streamed.join().unwrap();
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{signal}: the stream in flight completes");
+        let (status, v) = plain.join().unwrap();
+        assert_eq!(status, 200, "{signal}: {v}");
+        assert_eq!(v["usage"]["completion_tokens"], 60);
+        let status = server.child.wait().unwrap();
+        assert!(status.success(), "{signal}: exit status {status:?}\n{}", server.log());
+        assert!(server.log().contains("stopped"), "{}", server.log());
+    }
 }
 
 /// `/tokenize` and `/detokenize` (llama-server's shapes) round-trip a text, give pieces on
@@ -366,4 +301,146 @@ fn echo_returns_the_prompt_log_probs_kiln_score_computes() {
     let (status, e) = post(port, "/v1/completions", &json!({"prompt": text, "echo": true, "stream": true}));
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["param"], "echo");
+}
+
+/// `kiln score --context C --answer A --json`.
+fn kiln_score(context: &str, answer: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["score", "-m", MODEL, "--context", context, "--answer", answer, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ids_of(port: u16, text: &str) -> Vec<u64> {
+    let (status, v) = post(port, "/tokenize", &json!({"content": text}));
+    assert_eq!(status, 200, "{v}");
+    v["tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+/// The request lm-evaluation-harness' `local-completions` sends to score a
+/// multiple-choice answer (token ids, echo, logprobs 1, max_tokens 1, temperature 0),
+/// read as it reads it: the answer's log-likelihood is the sum of
+/// `token_logprobs[ctxlen:-1]`.
+#[test]
+fn echo_logprobs_of_a_token_id_prompt_equal_kiln_score() {
+    let server = serve(&[]);
+    let port = server.port;
+    for (context, answer) in [("The capital of France is", " Paris"), ("One, two, three,", " four five")] {
+        let want = kiln_score(context, answer);
+        let ctx = ids_of(port, context);
+        let whole: Vec<u64> = want["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        assert_eq!(&whole[..ctx.len()], &ctx[..], "the context's ids start the scored ids");
+        let body = json!({"model": "tiny", "prompt": [whole], "temperature": 0, "max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": true});
+        let (status, v) = post(port, "/v1/completions", &body);
+        assert_eq!(status, 200, "{v}");
+        let lp = &v["choices"][0]["logprobs"];
+        let token_logprobs = lp["token_logprobs"].as_array().unwrap();
+        assert_eq!(token_logprobs.len(), whole.len() + 1, "prompt tokens then the generated one");
+        assert!(token_logprobs[0].is_null() && lp["top_logprobs"][0].is_null());
+        let got: f64 = token_logprobs[ctx.len()..token_logprobs.len() - 1].iter().map(|x| x.as_f64().unwrap()).sum();
+        let expected = want["answer_logprob"].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-4, "{context:?} {answer:?}: served {got}, kiln score {expected}");
+        // Every prompt position: its top-1 alternative, and the greedy check lm-eval makes.
+        for (i, top) in lp["top_logprobs"].as_array().unwrap().iter().enumerate().skip(1) {
+            let best = top.as_object().unwrap().values().map(|x| x.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+            assert!(best >= token_logprobs[i].as_f64().unwrap() - 1e-6, "position {i}: {top}");
+        }
+        let text = v["choices"][0]["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("{context}{answer}")), "echo starts with the prompt: {text:?}");
+        assert_eq!(lp["text_offset"].as_array().unwrap().len(), whole.len() + 1);
+    }
+    // max_tokens 0: the prompt alone.
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": "One, two", "max_tokens": 0, "echo": true, "logprobs": 0}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+    assert_eq!(v["choices"][0]["text"], "One, two");
+}
+
+#[test]
+fn n_choices_and_batched_prompts_are_independent_samples() {
+    let server = serve(&["--slots", "3"]);
+    let port = server.port;
+    let solo = |prompt: &str, seed: u64| post(port, "/v1/completions", &completion(prompt, seed, 8, false)).1["choices"][0]["text"].as_str().unwrap().to_string();
+    let mut body = completion("Hello there", 7, 8, false);
+    body["n"] = json!(3);
+    let (status, v) = post(port, "/v1/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["text"].as_str().unwrap(), solo("Hello there", 7 + i as u64), "choice {i} = seed + {i}");
+    }
+    assert_eq!(v["usage"]["completion_tokens"], 24);
+    let mut batched = completion("", 3, 8, false);
+    batched["prompt"] = json!(["First prompt", "Second prompt"]);
+    let (status, v) = post(port, "/v1/completions", &batched);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"].as_str().unwrap(), solo("First prompt", 3));
+    assert_eq!(v["choices"][1]["text"].as_str().unwrap(), solo("Second prompt", 3));
+    // Streamed, the choices interleave; each one's text is its own.
+    body["stream"] = json!(true);
+    let events = stream_events(port, "/v1/completions", &body);
+    for i in 0..3 {
+        assert_eq!(streamed_text_of(&events, i), solo("Hello there", 7 + i as u64));
+    }
+}
+
+#[test]
+fn metrics_and_the_api_key() {
+    let server = serve_with_env(&[], &[("KILN_API_KEY", "sesame")]);
+    let port = server.port;
+    let (status, v) = post(port, "/tokenize", &json!({"content": "Hello world"}));
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert_eq!(get(port, "/health").unwrap().0, 200, "/health needs no key");
+    let (status, v) = post_auth(port, "/tokenize", &json!({"content": "Hello world", "with_pieces": true}), "sesame");
+    assert_eq!(status, 200, "{v}");
+    let ids: Vec<Value> = v["tokens"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    let pieces: String = v["tokens"].as_array().unwrap().iter().map(|t| t["piece"].as_str().unwrap()).collect();
+    assert_eq!(pieces, "Hello world");
+    let (status, v) = post_auth(port, "/detokenize", &json!({"tokens": ids}), "sesame");
+    assert_eq!((status, v["content"].as_str()), (200, Some("Hello world")));
+    let (status, v) = post_auth(port, "/v1/completions", &completion("Hi", 1, 3, false), "sesame");
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = post_auth(port, "/v1/completions", &completion("Hi", 1, 3, false), "wrong");
+    assert_eq!(status, 401, "{v}");
+    let auth = "Authorization: Bearer sesame";
+    let (status, text) = read_response(request_with(port, "GET", "/metrics", &[auth], "").unwrap());
+    assert_eq!(status, 200);
+    for series in ["kiln_requests_total", "kiln_generated_tokens_total", "kiln_time_to_first_token_seconds_bucket", "kiln_time_per_output_token_seconds_bucket", "kiln_queue_depth", "kiln_slots_busy", "process_resident_memory_bytes"] {
+        assert!(text.contains(series), "{series} missing from /metrics:\n{text}");
+    }
+    assert!(text.contains("kiln_requests_total{route=\"/v1/completions\",status=\"401\"} 1"), "{text}");
+    assert!(text.contains("kiln_generated_tokens_total 3"), "{text}");
+}
+
+/// CORS is off unless `--cors-origin` names the origin (then preflights and answers carry
+/// it, and a preflight needs no API key); `RUST_LOG=info` logs every request through
+/// tracing.
+#[test]
+fn cors_only_for_the_named_origin_and_requests_logged_with_rust_log() {
+    let preflight = ["Origin: http://app.test", "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: content-type"];
+    let plain = serve(&[]);
+    let (_, head, _) = read_full(request_with(plain.port, "OPTIONS", "/v1/completions", &preflight, "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "CORS is off by default: {head}");
+    let (_, head, _) = read_full(request_with(plain.port, "GET", "/v1/models", &["Origin: http://app.test"], "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{head}");
+    drop(plain);
+
+    let server = serve_with_env(&["--cors-origin", "http://app.test", "--api-key", "sesame"], &[("RUST_LOG", "info")]);
+    let port = server.port;
+    let (status, head, _) = read_full(request_with(port, "OPTIONS", "/v1/completions", &preflight, "").unwrap()).unwrap();
+    assert!(status < 300, "preflight: {head}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: http://app.test"), "{head}");
+    let auth = "Authorization: Bearer sesame";
+    let (status, head, _) = read_full(request_with(port, "GET", "/v1/models", &["Origin: http://app.test", auth], "").unwrap()).unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: http://app.test"), "{head}");
+    let (_, head, _) = read_full(request_with(port, "GET", "/v1/models", &["Origin: http://evil.test", auth], "").unwrap()).unwrap();
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "another origin is not allowed: {head}");
+    let t0 = Instant::now();
+    while !server.log().contains("finished processing request") {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no request log with RUST_LOG=info:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
