@@ -19,7 +19,7 @@ use kiln_model::{KvDtype, Model};
 use kiln_tensor::{Device, Recorder, Tensor};
 use serde_json::Value;
 
-use common::{fixtures, golden, ids, real_model_path, tiny_model};
+use common::{fixtures, golden, ids, real_model_path, tiny_model, TINY};
 
 /// Tiny checkpoints vs transformers (f32 KV cache; f16/bf16 weights are dequantized
 /// exactly by both): only summation order differs. Activations are O(1)-O(10); the
@@ -30,16 +30,6 @@ const TINY_POINTS: Tol = Tol { abs: 5e-5, rel: 3e-5 };
 /// Qwen2.5-0.5B Q4_K_M (both dequantize the same blocks, f32 KV cache), through 24
 /// layers; its residual stream holds a few entries in the hundreds. Measured: 1.9e-4.
 const QWEN_POINTS: Tol = Tol { abs: 1e-3, rel: 1e-4 };
-
-const TINY: [&str; 7] = [
-    "gpt2-tiny-f32",
-    "qwen2-tiny-tied-f32",
-    "qwen2-tiny-untied-bf16",
-    "qwen2-tiny-f16",
-    "llama-tiny-f32",
-    "qwen3-tiny-f32",
-    "gemma3-tiny-f32",
-];
 
 /// The golden tensor `name` `[seq, width]` of `hooks_<model>.safetensors`.
 fn reference(g: &Value, name: &str) -> Vec<f32> {

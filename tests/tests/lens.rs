@@ -13,7 +13,7 @@ use kiln_model::hooks::Hooks;
 use kiln_sampler::lens::{logit_lens, logit_lens_with, Lens};
 use serde_json::Value;
 
-use common::{golden, ids, real_model_path, tiny_model};
+use common::{golden, ids, real_model_path, tiny_model, TINY};
 
 /// Tiny checkpoints (f32 KV cache): logits are O(1) and differ from transformers only by
 /// summation order. Measured: 1.5e-5 at most (the bf16 Qwen2).
@@ -22,16 +22,6 @@ const TINY_LOGPROB: f32 = 1e-4;
 /// 18 blocks, vocabularies of 152k and 262k. Measured over every block: 1.2e-4 (Qwen2.5),
 /// 1.4e-4 (Gemma 3).
 const REAL_LOGPROB: f32 = 2e-3;
-
-const TINY: [&str; 7] = [
-    "gpt2-tiny-f32",
-    "qwen2-tiny-tied-f32",
-    "qwen2-tiny-untied-bf16",
-    "qwen2-tiny-f16",
-    "llama-tiny-f32",
-    "qwen3-tiny-f32",
-    "gemma3-tiny-f32",
-];
 
 /// Compare `lens` to the golden cell by cell; returns the largest log-prob difference.
 fn check_against(what: &str, g: &Value, lens: &Lens, tol: f32) -> f32 {

@@ -55,3 +55,15 @@ pub fn gguf_model(dev: &Device, path: &Path) -> (Model, Tokenizer) {
     let file = GgufFile::open(path).unwrap();
     (Model::load_gguf(dev, &file).unwrap(), gguf_tokenizer(&file))
 }
+
+/// The tiny checkpoints of every family (tests/fixtures/models), as the hook and lens
+/// goldens list them.
+pub const TINY: [&str; 7] = [
+    "gpt2-tiny-f32",
+    "qwen2-tiny-tied-f32",
+    "qwen2-tiny-untied-bf16",
+    "qwen2-tiny-f16",
+    "llama-tiny-f32",
+    "qwen3-tiny-f32",
+    "gemma3-tiny-f32",
+];
