@@ -1,8 +1,11 @@
 //! The serving engine: continuous batching over a fixed set of slots.
 //!
 //! One KV cache with a slot per engine slot is allocated once. A request is admitted into
-//! a free slot: its prompt is prefilled alone into that slot and its first token sampled. Every [`Engine::step`] then runs
-//! ONE batched decode step for all active sequences (the model's `forward_batch`: each
+//! a free slot: its prompt is prefilled alone into that slot and its first token sampled. A
+//! prompt longer than [`PREFILL_CHUNK`] is prefilled one chunk per [`Engine::step`] instead,
+//! between the decode steps of the other sequences, so that a long prompt joining does not
+//! stop the running streams for its whole prefill. Every [`Engine::step`] then runs
+//! ONE batched decode step for all decoding sequences (the model's `forward_batch`: each
 //! weight read once for all of them) and samples every sequence's next token with one
 //! [`BatchSampler`] pass over the batch's logits (each row with its own seed, penalties
 //! and history) in the same submission, reading back 4 bytes per sequence in one
@@ -14,7 +17,7 @@
 use std::sync::mpsc::Sender;
 
 use kiln_model::generate::check_prompt;
-use kiln_model::{KvCache, Model, ModelConfig};
+use kiln_model::{KvCache, Model, ModelConfig, PREFILL_CHUNK};
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
 use crate::batch_sampler::BatchSampler;
@@ -75,6 +78,13 @@ struct Active {
     eos_ids: Vec<u32>,
 }
 
+/// A long prompt being prefilled one chunk per step.
+struct Prefilling {
+    req: Request,
+    /// Prompt positions already in the cache.
+    done: usize,
+}
+
 /// Everything that would make a slot of `context` positions refuse a request: a
 /// `max_tokens` of 0, a prompt plus `max_tokens` over the slot, invalid sampling
 /// parameters, an empty prompt or ids outside the vocabulary. The server runs it on its
@@ -107,6 +117,10 @@ pub struct Engine<'m> {
     model: &'m Model,
     cache: KvCache,
     active: Vec<Option<Active>>,
+    /// Slots whose long prompt is still being prefilled (never also in `active`).
+    prefilling: Vec<Option<Prefilling>>,
+    /// Positions a long prompt is prefilled per step.
+    prefill_chunk: usize,
     context: usize,
     sampler: BatchSampler,
     /// u32 `[slots]`: a step's input ids when the batch changed since the last step.
@@ -128,6 +142,8 @@ impl<'m> Engine<'m> {
             model,
             cache,
             active: (0..slots).map(|_| None).collect(),
+            prefilling: (0..slots).map(|_| None).collect(),
+            prefill_chunk: PREFILL_CHUNK,
             context,
             sampler,
             ids: Tensor::zeros(dev, &[slots], DType::U32)?,
@@ -150,14 +166,28 @@ impl<'m> Engine<'m> {
         self.context
     }
 
-    /// Number of slots holding a running sequence.
+    /// Number of slots holding a sequence (decoding, or prefilling a long prompt).
     pub fn active(&self) -> usize {
-        self.active.iter().filter(|a| a.is_some()).count()
+        (0..self.active.len()).filter(|&i| !self.is_free(i)).count()
     }
 
     /// Whether [`Engine::admit`] would find a free slot.
     pub fn has_free_slot(&self) -> bool {
-        self.active.iter().any(Option::is_none)
+        (0..self.active.len()).any(|i| self.is_free(i))
+    }
+
+    fn is_free(&self, slot: usize) -> bool {
+        self.active[slot].is_none() && self.prefilling[slot].is_none()
+    }
+
+    /// Prefill prompts longer than `chunk` positions `chunk` at a time, one chunk per step
+    /// (default [`PREFILL_CHUNK`]); `chunk` ≥ 1.
+    pub fn set_prefill_chunk(&mut self, chunk: usize) -> Result<()> {
+        if chunk == 0 {
+            return Err(param_error("prefill_chunk", "must be >= 1, got 0"));
+        }
+        self.prefill_chunk = chunk;
+        Ok(())
     }
 
     /// Check a request before it is queued: see [`check_request`].
@@ -165,24 +195,79 @@ impl<'m> Engine<'m> {
         check_request(self.model.config(), self.context, prompt, params, max_tokens)
     }
 
-    /// Take a request into a free slot: prefill its prompt and send its first token.
+    /// Take a request into a free slot: prefill its prompt and send its first token. A
+    /// prompt longer than the prefill chunk is only checked and placed here; the following
+    /// steps prefill it a chunk at a time and send its first token after the last chunk.
     /// Errors (also sent to the request's channel) leave the engine as it was.
     pub fn admit(&mut self, req: Request) -> Result<()> {
-        let Some(slot) = self.active.iter().position(Option::is_none) else {
+        let Some(slot) = (0..self.active.len()).find(|&i| self.is_free(i)) else {
             let e = param_error("slots", "no free slot");
             let _ = req.events.send(Event::Error(e.to_string()));
             return Err(e);
         };
         let events = req.events.clone();
-        let result = self.prefill(slot, req);
+        let result = if req.prompt.len() > self.prefill_chunk { self.place(slot, req) } else { self.prefill(slot, req) };
         if let Err(e) = &result {
             // This request alone fails: its client is told, its slot stays free.
             let _ = events.send(Event::Error(e.to_string()));
-            self.active[slot] = None;
-            self.sampler.release(slot);
-            self.last_batch.clear();
+            self.free(slot);
         }
         result
+    }
+
+    fn free(&mut self, slot: usize) {
+        self.active[slot] = None;
+        self.prefilling[slot] = None;
+        self.sampler.release(slot);
+        self.last_batch.clear();
+    }
+
+    /// Check a long prompt and reserve `slot` for it; [`Engine::step`] prefills it.
+    fn place(&mut self, slot: usize, req: Request) -> Result<()> {
+        self.validate(&req.prompt, &req.params, req.max_tokens)?;
+        self.sampler.admit(slot, &req.params, &req.prompt)?;
+        self.cache.reset_slot(slot)?;
+        self.prefilling[slot] = Some(Prefilling { req, done: 0 });
+        Ok(())
+    }
+
+    /// The next chunk of the long prompt in `slot`; after its last chunk the first token
+    /// is sampled and sent, and the sequence decodes from the next step on.
+    fn prefill_next_chunk(&mut self, slot: usize) -> Result<()> {
+        let p = self.prefilling[slot].as_mut().expect("prefilling");
+        let (start, len) = (p.done, p.req.prompt.len());
+        let end = (start + self.prefill_chunk).min(len);
+        let ids = Tensor::from_slice(&self.dev, &p.req.prompt[start..end], &[end - start])?;
+        let mut rec = Recorder::new(&self.dev);
+        let logits = self.model.forward_slot(&mut rec, &ids, &mut self.cache, slot, false)?;
+        if end < len {
+            rec.submit()?;
+            self.prefilling[slot].as_mut().expect("prefilling").done = end;
+            return Ok(());
+        }
+        self.sampler.record(&mut rec, &logits, &[slot])?;
+        rec.submit()?;
+        self.last_batch.clear(); // the sampler's tokens now hold this one sequence's
+        let choice = self.sampler.read()?.remove(0);
+        let req = self.prefilling[slot].take().expect("prefilling").req;
+        self.start_decoding(slot, req, choice);
+        Ok(())
+    }
+
+    /// `slot`'s sequence has its first token: send it, and decode from the next step on.
+    fn start_decoding(&mut self, slot: usize, req: Request, choice: TokenChoice) {
+        let active = Active {
+            last: choice.id,
+            events: req.events,
+            prompt_tokens: req.prompt.len(),
+            generated: 0,
+            max_tokens: req.max_tokens,
+            eos_ids: req.eos_ids,
+        };
+        self.active[slot] = deliver(active, choice);
+        if self.active[slot].is_none() {
+            self.sampler.release(slot);
+        }
     }
 
     /// [`Engine::admit`]'s work in free slot `slot`.
@@ -197,25 +282,33 @@ impl<'m> Engine<'m> {
         rec.submit()?;
         self.last_batch.clear(); // the sampler's tokens now hold this one sequence's
         let choice = self.sampler.read()?.remove(0);
-        let active = Active {
-            last: choice.id,
-            events: req.events,
-            prompt_tokens: req.prompt.len(),
-            generated: 0,
-            max_tokens: req.max_tokens,
-            eos_ids: req.eos_ids,
-        };
-        self.active[slot] = deliver(active, choice);
-        if self.active[slot].is_none() {
-            self.sampler.release(slot);
-        }
+        self.start_decoding(slot, req, choice);
         Ok(())
     }
 
-    /// One batched decode step for every active sequence. Returns how many ran. On an
-    /// error the sequences of this batch end with an error event and free their slots
-    /// (one batched step cannot tell whose input failed); queued requests still run.
+    /// One chunk of the first long prompt still prefilling (if any), then one batched
+    /// decode step for every decoding sequence. Returns how many sequences advanced (the
+    /// prefilling one counts). A failed chunk ends that request alone. On a decode error
+    /// the sequences of this batch end with an error event and free their slots (one
+    /// batched step cannot tell whose input failed); queued requests still run.
     pub fn step(&mut self) -> Result<usize> {
+        let mut ran = 0;
+        if let Some(slot) = self.prefilling.iter().position(Option::is_some) {
+            match self.prefill_next_chunk(slot) {
+                Ok(()) => ran += 1,
+                Err(e) => {
+                    if let Some(p) = &self.prefilling[slot] {
+                        let _ = p.req.events.send(Event::Error(format!("prefill failed: {e}")));
+                    }
+                    self.free(slot);
+                }
+            }
+        }
+        Ok(ran + self.decode_step()?)
+    }
+
+    /// One batched decode step for every decoding sequence. Returns how many ran.
+    fn decode_step(&mut self) -> Result<usize> {
         let slots: Vec<usize> = (0..self.active.len()).filter(|&i| self.active[i].is_some()).collect();
         if slots.is_empty() {
             return Ok(0);

@@ -205,3 +205,59 @@ fn a_hostile_request_fails_alone() {
     assert_eq!((tokens_a.len(), done_a.map(|d| d.0)), (6, Some(FinishReason::Length)));
     assert_eq!((tokens_c.len(), done_c.map(|d| d.0)), (4, Some(FinishReason::Length)));
 }
+
+/// A long prompt joining is prefilled one chunk per step, between the decode steps of
+/// the running sequence: that sequence gets a token at every step meanwhile, and both
+/// get exactly the tokens `generate` gives each alone.
+#[test]
+fn a_long_prompt_prefills_in_chunks_between_decode_steps() {
+    let dev = test_device();
+    for name in ["qwen2-tiny-tied-f32", "gpt2-tiny-f32"] {
+        let (model, _) = tiny_model(&dev, name);
+        let short: Vec<u32> = vec![5, 6, 7];
+        let long: Vec<u32> = (0..23).map(|t| 11 + t * 5).collect();
+        let alone = |prompt: &[u32], params: &SamplingParams, n: usize| {
+            let opts = GenerateOptions { max_new_tokens: n, sampling: params.clone(), eos_ids: vec![], trace: false };
+            generate(&dev, &model, prompt, &opts, |_| Ok(Flow::Continue)).unwrap().0
+        };
+        let (p_short, p_long) = (request_params(1), request_params(4));
+        let mut engine = Engine::new(&dev, &model, 2, 64).unwrap();
+        engine.set_prefill_chunk(4).unwrap();
+        let (tx, rx_short) = channel();
+        engine.admit(Request { prompt: short.clone(), params: p_short.clone(), max_tokens: 16, eos_ids: vec![], events: tx }).unwrap();
+        assert_eq!(collect_choices(&rx_short).0.len(), 1, "a short prompt is prefilled on admission");
+        let (tx, rx_long) = channel();
+        engine.admit(Request { prompt: long.clone(), params: p_long.clone(), max_tokens: 5, eos_ids: vec![], events: tx }).unwrap();
+        assert!(!engine.has_free_slot(), "the long prompt holds its slot while it prefills");
+        let (mut got_short, mut got_long) = (vec![], vec![]);
+        // 23 positions in chunks of 4: six steps, each also decoding the short sequence
+        // (a step counts the prefilled sequence and every decoded one).
+        for step in 0..6 {
+            assert_eq!(engine.step().unwrap(), 2 + usize::from(step == 5), "{name}: step {step}");
+            let (s, _) = collect_choices(&rx_short);
+            assert_eq!(s.len(), 1, "{name}: the running stream gets a token at step {step}");
+            got_short.extend(s);
+            let (l, _) = collect_choices(&rx_long);
+            // After its last chunk: its first token, then its second from the same step's
+            // decode, which it joins.
+            assert_eq!(l.len(), if step == 5 { 2 } else { 0 }, "{name}: the long prompt's tokens come after its last chunk");
+            got_long.extend(l);
+        }
+        while engine.step().unwrap() > 0 {
+            got_short.extend(collect_choices(&rx_short).0);
+            got_long.extend(collect_choices(&rx_long).0);
+        }
+        let mut want_short = alone(&short, &p_short, 16);
+        want_short.remove(0); // the token admission sent
+        assert_eq!(got_short, want_short[..got_short.len()].to_vec(), "{name}: short sequence");
+        assert_eq!(got_short.len(), 15, "{name}");
+        // The same ids; log-probs up to the order of f32 sums (chunks of 4 vs one pass).
+        let want_long = alone(&long, &p_long, 5);
+        let ids = |v: &[TokenChoice]| v.iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(&got_long), ids(&want_long), "{name}: long sequence");
+        for (g, w) in got_long.iter().zip(&want_long) {
+            assert!((g.logprob.unwrap() - w.logprob.unwrap()).abs() < 1e-5, "{name}: {g:?} vs {w:?}");
+        }
+        assert!(engine.has_free_slot() && engine.active() == 0);
+    }
+}
