@@ -16,8 +16,10 @@ mod choice;
 mod completion;
 mod error;
 mod http;
+mod lens;
 mod metrics;
 mod openai;
+mod page;
 mod routes;
 mod scheduler;
 
