@@ -70,7 +70,9 @@ def check_tokens(mode, tokens):
         if not t.value_of_css_property("background-color").startswith("rgb"):
             fail(f"{mode}: a token is not shaded")
     shades = {t.value_of_css_property("background-color") for t in tokens}
-    print(f"ok: {mode}: every token carries a probability and a shade ({len(shades)} distinct shades)")
+    empty = sum(1 for t in tokens if t.text == "")
+    print(f"ok: {mode}: every token carries a probability and a shade ({len(shades)} distinct shades; "
+          f"{empty} without text of their own, part of a multi-byte character)")
 
 
 def check_hover(driver, mode, token, exact):
@@ -80,7 +82,10 @@ def check_hover(driver, mode, token, exact):
     driver.find_element(By.ID, "prompt").click()  # move away first so mouseenter fires
     ActionChains(driver).move_to_element(token).perform()
     alts = driver.find_element(By.ID, "alts")
-    WebDriverWait(driver, 10).until(lambda d: alts.is_displayed())
+    try:
+        WebDriverWait(driver, 10).until(lambda d: alts.is_displayed())
+    except Exception:
+        fail(f"{mode}: hovering the token {token.text!r} (size {token.size}) showed no alternatives")
     rows = alts.find_elements(By.CSS_SELECTOR, "tr")
     if exact:
         check(len(rows) == 5, f"{mode}: hovering a token shows its top-5 alternatives ({len(rows)} rows)")

@@ -79,6 +79,9 @@ function addToken(text, token, logprob, alternatives) {
     span.className = "tok";
     span.dataset.prob = p.toFixed(4);
     span.style.background = probColor(p);
+    // A token with no text of its own yet (part of a multi-byte character) is an empty
+    // box (style.css), still hoverable.
+    if (!text) span.title = "part of a character whose text comes with a later token";
     span.addEventListener("mouseenter", () => showAlternatives(span, token, logprob, alternatives));
     span.addEventListener("mouseleave", () => { $("alts").hidden = true; });
   }
