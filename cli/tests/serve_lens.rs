@@ -1,7 +1,7 @@
 //! `POST /v1/lens` on a tiny checkpoint: the answer equals `kiln lens --json` for the same
 //! prompt (ids, tokens, blocks, top ids, log-probs), `blocks` picks rows, bad `top` /
 //! `blocks` / `prompt` are 400s naming the parameter, and the API key guards the endpoint
-//! (not the page).
+//! (not the page); a lens takes a place in the queue like a sequence (503 when full).
 
 mod serve_common;
 
@@ -110,4 +110,27 @@ fn the_page_needs_no_key_and_the_lens_does() {
     let (status, v) = post_auth(port, "/v1/lens", &json!({"prompt": "x"}), "sesame");
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["blocks"], json!([0, 1]));
+}
+
+/// A lens takes one of the server's places: with `--slots 1 --queue 0` and the slot held
+/// by a long stream it is a 503; once the stream is gone it is answered.
+#[test]
+fn a_lens_waits_its_turn_like_a_sequence() {
+    use std::io::{BufRead, BufReader};
+    let server = serve(&["--slots", "1", "--queue", "0"]);
+    let port = server.port;
+    let long = json!({"prompt": "a", "max_tokens": 120, "stream": true, "seed": 1});
+    let mut reader = BufReader::new(request(port, "POST", "/v1/completions", &long.to_string()).unwrap());
+    let mut line = String::new();
+    while !line.starts_with("data:") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let (status, v) = post(port, "/v1/lens", &json!({"prompt": "x"}));
+    assert_eq!(status, 503, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("busy"), "{v}");
+    drop(reader);
+    wait_idle(port, std::time::Duration::from_secs(60));
+    let (status, v) = post(port, "/v1/lens", &json!({"prompt": "x"}));
+    assert_eq!(status, 200, "{v}");
 }

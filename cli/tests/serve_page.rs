@@ -1,6 +1,7 @@
 //! The page at `/` in headless Chromium: tests/page/check_page.py drives it against
 //! `kiln serve` on a tiny checkpoint (streamed tokens shaded by probability, their
-//! alternatives on hover, chat mode, the lens grid, nothing fetched from elsewhere).
+//! alternatives on hover, chat mode, the lens grid, nothing fetched from elsewhere), once
+//! without an API key and once with `--api-key` (the page shows a key field and sends it).
 //!
 //! Needs Debian's `chromium`, `chromium-driver` and `python3-selenium` (scripts/test.sh
 //! installs them). Without them the test says so and passes, unless
@@ -44,11 +45,22 @@ fn the_page_streams_shaded_tokens_and_draws_the_lens_in_chromium() {
         eprintln!("SKIPPED: {} not installed (Debian: apt-get install chromium chromium-driver python3-selenium); the page test did not run", missing.join(", "));
         return;
     }
-    let server = serve(&[]);
-    let url = format!("http://127.0.0.1:{}", server.port);
-    let out = Command::new(PYTHON).arg(SCRIPT).arg(&url).env("HOME", std::env::temp_dir()).output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "check_page.py failed:\n{stdout}\n{stderr}\nserver log:\n{}", server.log());
-    assert!(stdout.contains("PAGE OK"), "{stdout}");
-    println!("{stdout}");
+    // Without a key, then with --api-key (the page asks for the key and sends it).
+    for key in [None, Some("sesame")] {
+        let server = match key {
+            None => serve(&[]),
+            Some(k) => serve(&["--api-key", k]),
+        };
+        let url = format!("http://127.0.0.1:{}", server.port);
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(SCRIPT).arg(&url).env("HOME", std::env::temp_dir());
+        if let Some(k) = key {
+            cmd.args(["--key", k]);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "check_page.py (key {key:?}) failed:\n{stdout}\n{stderr}\nserver log:\n{}", server.log());
+        assert!(stdout.contains("PAGE OK"), "{stdout}");
+        println!("{stdout}");
+    }
 }

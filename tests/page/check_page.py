@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Drive kiln serve's page (`/`) in headless Chromium and check what a user sees.
 
-Usage: check_page.py http://127.0.0.1:PORT
+Usage: check_page.py http://127.0.0.1:PORT [--key KEY]
+
+With --key (a server started with --api-key KEY) it first checks that the page shows the
+key field, then types the key into it; without, that the field stays hidden.
 
 Checks, in order: the page loads with no key; a streamed completion shows tokens shaded by
 probability; hovering a token shows its top alternatives with log-probs; chat mode streams
@@ -99,7 +102,7 @@ def check_hover(driver, mode, token, exact):
     print(f"ok: {mode}: every alternative shows a log-prob <= 0")
 
 
-def check_lens(driver, base):
+def check_lens(driver, base, key):
     driver.find_element(By.ID, "tab-lens").click()
     prompt = "The capital of France is"
     set_value(driver, "lens-prompt", prompt)
@@ -109,7 +112,7 @@ def check_lens(driver, base):
     WebDriverWait(driver, TIMEOUT).until(lambda d: "blocks" in status.text or "error" in status.get_attribute("class"))
     check("blocks" in status.text, f"the lens ran ({status.text!r})")
     request = urllib.request.Request(base + "/v1/lens", data=json.dumps({"prompt": prompt, "top": 3}).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers=api_headers(key))
     lens = json.load(urllib.request.urlopen(request, timeout=TIMEOUT))
     want = len(lens["blocks"]) * len(lens["prompt_ids"])
     cells = driver.find_elements(By.CSS_SELECTOR, "#lens-grid .lens-cell")
@@ -118,14 +121,32 @@ def check_lens(driver, base):
     check(cells[0].get_attribute("title").startswith(json.dumps(first["token"])), "the first cell's tooltip starts with its top token")
 
 
+def api_headers(key):
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    return headers
+
+
 def main():
-    if len(sys.argv) != 2:
-        fail("usage: check_page.py http://HOST:PORT")
-    base = sys.argv[1].rstrip("/")
+    args = sys.argv[1:]
+    if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--key"):
+        fail("usage: check_page.py http://HOST:PORT [--key KEY]")
+    base = args[0].rstrip("/")
+    key = args[2] if len(args) == 3 else None
     driver = browser()
     try:
         driver.get(base + "/")
         check(driver.title == "kiln", "the page loads")
+        key_box = driver.find_element(By.ID, "key-box")
+        if key:
+            WebDriverWait(driver, 30).until(lambda d: key_box.is_displayed())
+            print("ok: the server wants a key and the page shows the key field")
+            field = driver.find_element(By.ID, "api-key")
+            field.send_keys(key)
+            field.send_keys("\t")  # the change event reloads the model id with the key
+        else:
+            check(not key_box.is_displayed(), "no key needed: the key field stays hidden")
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "model-name").text != "")
         print("ok: the page shows the model id " + driver.find_element(By.ID, "model-name").text)
         tokens = generate(driver, "completion", "Once upon a time")
@@ -135,11 +156,13 @@ def main():
         tokens = generate(driver, "chat", "Hello")
         check_tokens("chat", tokens)
         check_hover(driver, "chat", tokens[0], exact=True)
-        check_lens(driver, base)
+        check_lens(driver, base, key)
         urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         others = [u for u in urls if not u.startswith(base + "/")]
         check(not others, f"every fetch went to this server ({len(urls)} fetches, others: {others})")
         logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        if key:  # the first /v1/models without the key is a 401 the console reports
+            logs = [e for e in logs if "status of 401" not in e.get("message", "")]
         check(not logs, f"no errors in the browser console ({logs})")
     finally:
         driver.quit()

@@ -54,7 +54,7 @@ pub struct Admission {
 }
 
 impl Admission {
-    fn take(shared: &Arc<Shared>, n: usize) -> Result<Admission, ApiError> {
+    pub(super) fn take(shared: &Arc<Shared>, n: usize) -> Result<Admission, ApiError> {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable("the server is shutting down"));
         }

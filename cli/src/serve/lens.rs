@@ -4,7 +4,6 @@
 //! ([`crate::lens::to_json`]). The pass runs on the GPU thread between decode steps, as
 //! echo's prompt scoring does, with hooks of its own (the engine's model is not touched).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::body::JsonBody;
+use super::completion::Admission;
 use super::error::ApiError;
 use super::openai::{parse_object, Fields};
 use super::scheduler::{Job, LensJob};
@@ -47,9 +47,6 @@ fn parse_blocks(value: Option<&Value>, n_layers: usize) -> Result<Vec<usize>, Ap
 }
 
 pub async fn lens(State(shared): State<Arc<Shared>>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
     let map = parse_object(&body)?;
     let f = Fields(&map);
     let prompt = f.string("prompt")?.ok_or_else(|| ApiError::param("prompt", "prompt (a string) is required"))?;
@@ -68,10 +65,14 @@ pub async fn lens(State(shared): State<Arc<Shared>>, JsonBody(body): JsonBody) -
             format!("the prompt has {} tokens: the server's context is {} positions", ids.len(), shared.context),
         ));
     }
+    // A lens takes one of the server's places like a sequence does (503 when `--slots` +
+    // `--queue` are taken, or when shutting down), until it is answered.
+    let admission = Admission::take(&shared, 1)?;
     let (reply, answer) = oneshot::channel();
     let job = LensJob { ids, top: top as usize, blocks, reply };
     shared.jobs.send(Job::Lens(job)).map_err(|_| ApiError::unavailable("the engine has stopped"))?;
     let lens = answer.await.map_err(|_| ApiError::unavailable("the engine has stopped"))??;
+    drop(admission);
     Ok(Json(crate::lens::to_json(&lens, Some(&shared.tokenizer))))
 }
 
