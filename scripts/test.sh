@@ -27,6 +27,16 @@ fi
 if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then
     export KILN_REQUIRE_NGINX=1
 fi
+# The page test (cli/tests/serve_page.rs) drives `kiln serve`'s page in Debian's headless
+# Chromium through selenium (tests/page/check_page.py).
+if { [[ ! -x /usr/bin/chromium ]] || [[ ! -x /usr/bin/chromedriver ]] || ! /usr/bin/python3 -c "import selenium" 2>/dev/null; } && command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver python3-selenium >/dev/null
+fi
+if [[ -x /usr/bin/chromium ]] && [[ -x /usr/bin/chromedriver ]] && /usr/bin/python3 -c "import selenium" 2>/dev/null; then
+    export KILN_REQUIRE_CHROMIUM=1
+fi
 # Two test threads: lavapipe already uses every core for each dispatch.
 cargo test --workspace --release -- --test-threads=2
 # The library's examples (kiln/examples), built with the same features as the tests and

@@ -54,7 +54,7 @@ pub struct Admission {
 }
 
 impl Admission {
-    fn take(shared: &Arc<Shared>, n: usize) -> Result<Admission, ApiError> {
+    pub(super) fn take(shared: &Arc<Shared>, n: usize) -> Result<Admission, ApiError> {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
@@ -435,7 +435,7 @@ async fn stream_events(
 
 impl Shared {
     /// Tokenize on the blocking pool (a long text must not hold up the connections).
-    async fn encode_blocking(self: &Arc<Self>, text: String, param: String) -> Result<Vec<u32>, ApiError> {
+    pub(super) async fn encode_blocking(self: &Arc<Self>, text: String, param: String) -> Result<Vec<u32>, ApiError> {
         let s = self.clone();
         tokio::task::spawn_blocking(move || s.tokenizer.encode_with_special(&text, true))
             .await

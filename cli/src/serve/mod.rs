@@ -6,7 +6,8 @@
 //! - a tokio runtime on its own thread serves HTTP/1.1 with hyper and axum ([`http`],
 //!   [`routes`]): the handlers check a request, queue its sequences (or answer 503 when
 //!   `--slots` + `--queue` are taken) and turn the tokens into a JSON answer or
-//!   server-sent events ([`completion`]).
+//!   server-sent events ([`completion`]); `/` is a page built into the binary ([`page`])
+//!   and `/v1/lens` a prompt's logit lens ([`lens`], computed on the GPU thread).
 //!
 //! Ctrl-C or SIGTERM stops accepting, lets the requests in flight finish and their
 //! answers be written, then exits 0 (a second signal exits at once).
@@ -16,8 +17,10 @@ mod choice;
 mod completion;
 mod error;
 mod http;
+mod lens;
 mod metrics;
 mod openai;
+mod page;
 mod routes;
 mod scheduler;
 

@@ -18,6 +18,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use super::body::JsonBody;
 use super::completion;
+use super::{lens, page};
 use super::error::ApiError;
 use super::openai::{parse_object, Fields};
 use super::Shared;
@@ -33,6 +34,10 @@ const ROUTES: &[&str] = &[
     "/tokenize",
     "/detokenize",
     "/tokenizer_info",
+    "/v1/lens",
+    "/",
+    "/page/app.js",
+    "/page/style.css",
 ];
 
 pub fn router(shared: Arc<Shared>, cors_origins: &[String]) -> Router {
@@ -46,6 +51,10 @@ pub fn router(shared: Arc<Shared>, cors_origins: &[String]) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/tokenizer_info", get(tokenizer_info))
+        .route("/v1/lens", post(lens::lens))
+        .route("/", get(page::index))
+        .route("/page/app.js", get(page::app_js))
+        .route("/page/style.css", get(page::style_css))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(shared.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(shared.clone(), require_api_key))
@@ -71,11 +80,13 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no route {} {}", req.method(), req.uri().path()))
 }
 
-/// `--api-key`: every route but /health (and CORS preflights) needs
-/// `Authorization: Bearer KEY`; otherwise 401.
+/// `--api-key`: every route but /health, the page and its assets (and CORS preflights)
+/// needs `Authorization: Bearer KEY`; otherwise 401.
 async fn require_api_key(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     if let Some(key) = &shared.api_key {
-        let exempt = req.uri().path() == "/health" || req.method() == Method::OPTIONS;
+        let path = req.uri().path();
+        let page = req.method() == Method::GET && page::PATHS.contains(&path);
+        let exempt = path == "/health" || page || req.method() == Method::OPTIONS;
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !exempt && !given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), key.as_bytes())) {
             return ApiError::new(StatusCode::UNAUTHORIZED, "a valid API key is required: send Authorization: Bearer KEY").into_response();

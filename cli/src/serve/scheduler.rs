@@ -1,7 +1,8 @@
 //! The GPU side of the server: one thread owns the device, the model and the
 //! continuous-batching [`Engine`], and takes jobs from the HTTP handlers through a channel.
 //!
-//! Each turn of [`run`]: take new jobs; run at most one prompt-scoring job (`echo`);
+//! Each turn of [`run`]: take new jobs; run at most one prompt-scoring job (`echo`) and
+//! at most one logit-lens job (`/v1/lens`);
 //! admit waiting generations into free slots (each prefilled alone); drop the sequences
 //! whose client is gone; run ONE batched decode step; forward every new token to its
 //! handler. A handler hears back through a bounded tokio channel that the loop never
@@ -90,9 +91,18 @@ pub struct ScoreJob {
     pub reply: oneshot::Sender<Result<Vec<PromptLogprob>, ApiError>>,
 }
 
+/// The logit lens of a prompt (`POST /v1/lens`).
+pub struct LensJob {
+    pub ids: Vec<u32>,
+    pub top: usize,
+    pub blocks: Vec<usize>,
+    pub reply: oneshot::Sender<Result<kiln_sampler::lens::Lens, ApiError>>,
+}
+
 pub enum Job {
     Generate(GenJob),
     Score(ScoreJob),
+    Lens(LensJob),
     /// No more jobs will come: finish what is queued and return.
     Stop,
 }
@@ -123,6 +133,7 @@ pub struct Scheduler<'m> {
     live: Vec<Live>,
     waiting: VecDeque<GenJob>,
     scoring: VecDeque<ScoreJob>,
+    lenses: VecDeque<LensJob>,
     stopping: bool,
 }
 
@@ -139,18 +150,20 @@ impl<'m> Scheduler<'m> {
             live: Vec::new(),
             waiting: VecDeque::new(),
             scoring: VecDeque::new(),
+            lenses: VecDeque::new(),
             stopping: false,
         }
     }
 
     fn idle(&self) -> bool {
-        self.engine.active() == 0 && self.waiting.is_empty() && self.scoring.is_empty()
+        self.engine.active() == 0 && self.waiting.is_empty() && self.scoring.is_empty() && self.lenses.is_empty()
     }
 
     fn take(&mut self, job: Job) {
         match job {
             Job::Generate(g) => self.waiting.push_back(g),
             Job::Score(s) => self.scoring.push_back(s),
+            Job::Lens(l) => self.lenses.push_back(l),
             Job::Stop => self.stopping = true,
         }
     }
@@ -183,6 +196,12 @@ impl<'m> Scheduler<'m> {
             if let Some(job) = self.scoring.pop_front() {
                 self.score(job);
             }
+            if let Some(job) = self.lenses.pop_front() {
+                if !job.reply.is_closed() {
+                    let result = super::lens::compute(&self.dev, self.model, &job);
+                    let _ = job.reply.send(result);
+                }
+            }
             self.admit();
             self.live.retain(|l| !l.tx.is_closed() && !l.cancel.load(Ordering::SeqCst));
             if self.engine.active() > 0 {
@@ -208,6 +227,9 @@ impl<'m> Scheduler<'m> {
         }
         for s in self.scoring.drain(..) {
             let _ = s.reply.send(Err(lost.clone()));
+        }
+        for l in self.lenses.drain(..) {
+            let _ = l.reply.send(Err(lost.clone()));
         }
         bail!("the GPU device was lost ({why})")
     }
