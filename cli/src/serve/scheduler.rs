@@ -14,9 +14,9 @@
 //! request with an error; a failed batched step ends the sequences of that batch, the
 //! loop goes on. Only a lost device ends the loop (with an error naming it).
 //!
-//! Seam for chunked prefill: admission ([`Scheduler::admit`]) prefills a whole prompt in
-//! one go between two decode steps. A long prompt's prefill could instead be split into
-//! chunks here, one chunk per turn, interleaved with the decode steps of the others.
+//! Chunked prefill: admission ([`Scheduler::admit`]) prefills a short prompt at once; the
+//! engine prefills a prompt longer than its chunk one chunk per [`Engine::step`],
+//! interleaved with the decode steps of the others (sampler/src/engine.rs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
