@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 
-def post(url: str, body: dict, timeout: float = 600):
+def post(url: str, body: dict, timeout: float = 3600):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     return urllib.request.urlopen(req, timeout=timeout)
 
