@@ -51,6 +51,9 @@ pub enum Event {
     /// The request failed (refused on admission, or its decode step failed); holds the
     /// message. Nothing more is sent for it.
     Error(String),
+    /// A chunk of a long prompt was prefilled: `done` of `total` positions are in the
+    /// cache (sent after every chunk but the last; the first token follows the last).
+    Prefilled { done: usize, total: usize },
 }
 
 /// One generation request for [`Engine::admit`].
@@ -242,7 +245,11 @@ impl<'m> Engine<'m> {
         let logits = self.model.forward_slot(&mut rec, &ids, &mut self.cache, slot, false)?;
         if end < len {
             rec.submit()?;
-            self.prefilling[slot].as_mut().expect("prefilling").done = end;
+            let p = self.prefilling[slot].as_mut().expect("prefilling");
+            p.done = end;
+            if p.req.events.send(Event::Prefilled { done: end, total: len }).is_err() {
+                self.free(slot); // the receiver is gone: stop here and free the slot
+            }
             return Ok(());
         }
         self.sampler.record(&mut rec, &logits, &[slot])?;

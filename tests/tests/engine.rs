@@ -23,6 +23,7 @@ fn collect_choices(rx: &Receiver<Event>) -> (Vec<TokenChoice>, Option<(FinishRea
             Event::Token(t) => out.push(t),
             Event::Done { reason, prompt_tokens, completion_tokens } => done = Some((reason, prompt_tokens, completion_tokens)),
             Event::Error(e) => panic!("engine error: {e}"),
+            Event::Prefilled { .. } => {}
         }
     }
     (out, done)
@@ -259,5 +260,15 @@ fn a_long_prompt_prefills_in_chunks_between_decode_steps() {
             assert!((g.logprob.unwrap() - w.logprob.unwrap()).abs() < 1e-5, "{name}: {g:?} vs {w:?}");
         }
         assert!(engine.has_free_slot() && engine.active() == 0);
+
+        // A client that leaves while its long prompt prefills frees the slot at the next
+        // chunk, not after the whole prompt.
+        let (tx, rx) = channel();
+        engine.admit(Request { prompt: long.clone(), params: p_long.clone(), max_tokens: 5, eos_ids: vec![], events: tx }).unwrap();
+        assert_eq!(engine.step().unwrap(), 1);
+        assert!(matches!(rx.try_recv(), Ok(Event::Prefilled { done: 4, total: 23 })));
+        drop(rx);
+        engine.step().unwrap();
+        assert_eq!(engine.active(), 0, "{name}: the gone client's slot is free after one more chunk");
     }
 }

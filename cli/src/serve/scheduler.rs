@@ -303,6 +303,7 @@ impl<'m> Scheduler<'m> {
                     }
                     Ok(Event::Done { reason, .. }) => Msg::Done(reason),
                     Ok(Event::Error(message)) => Msg::Failed(ApiError::internal(message)),
+                    Ok(Event::Prefilled { .. }) => continue, // a long prompt's progress: nothing to send
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         Msg::Failed(ApiError::internal("the sequence was ended by a failed decode step"))
