@@ -53,7 +53,12 @@ pub enum Event {
     Error(String),
     /// A chunk of a long prompt was prefilled: `done` of `total` positions are in the
     /// cache (sent after every chunk but the last; the first token follows the last).
-    Prefilled { done: usize, total: usize },
+    Prefilled {
+        /// Prompt positions in the cache so far.
+        done: usize,
+        /// Positions of the whole prompt.
+        total: usize,
+    },
 }
 
 /// One generation request for [`Engine::admit`].
