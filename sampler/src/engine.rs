@@ -214,7 +214,8 @@ impl<'m> Engine<'m> {
             return Err(e);
         };
         let events = req.events.clone();
-        let result = if req.prompt.len() > self.prefill_chunk { self.place(slot, req) } else { self.prefill(slot, req) };
+        let short = req.prompt.len() <= self.prefill_chunk;
+        let result = self.place(slot, req).and_then(|()| if short { self.prefill_next_chunk(slot) } else { Ok(()) });
         if let Err(e) = &result {
             // This request alone fails: its client is told, its slot stays free.
             let _ = events.send(Event::Error(e.to_string()));
@@ -230,7 +231,8 @@ impl<'m> Engine<'m> {
         self.last_batch.clear();
     }
 
-    /// Check a long prompt and reserve `slot` for it; [`Engine::step`] prefills it.
+    /// Check a prompt and reserve `slot` for it; [`Engine::admit`] prefills a short one at
+    /// once, [`Engine::step`] a long one chunk by chunk.
     fn place(&mut self, slot: usize, req: Request) -> Result<()> {
         self.validate(&req.prompt, &req.params, req.max_tokens)?;
         self.sampler.admit(slot, &req.params, &req.prompt)?;
@@ -280,22 +282,6 @@ impl<'m> Engine<'m> {
         if self.active[slot].is_none() {
             self.sampler.release(slot);
         }
-    }
-
-    /// [`Engine::admit`]'s work in free slot `slot`.
-    fn prefill(&mut self, slot: usize, req: Request) -> Result<()> {
-        self.validate(&req.prompt, &req.params, req.max_tokens)?;
-        self.sampler.admit(slot, &req.params, &req.prompt)?;
-        self.cache.reset_slot(slot)?;
-        let ids = Tensor::from_slice(&self.dev, &req.prompt, &[req.prompt.len()])?;
-        let mut rec = Recorder::new(&self.dev);
-        let logits = self.model.forward_slot(&mut rec, &ids, &mut self.cache, slot, false)?;
-        self.sampler.record(&mut rec, &logits, &[slot])?;
-        rec.submit()?;
-        self.last_batch.clear(); // the sampler's tokens now hold this one sequence's
-        let choice = self.sampler.read()?.remove(0);
-        self.start_decoding(slot, req, choice);
-        Ok(())
     }
 
     /// One chunk of the first long prompt still prefilling (if any), then one batched
