@@ -115,3 +115,48 @@ fn a_disconnect_frees_the_slot_at_once_streaming_or_not() {
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
 }
+
+/// The one fatal failure: a lost device (`--inject-device-loss TOKENS`, a hidden test hook,
+/// calls wgpu's `Device::destroy` once TOKENS tokens have gone out, which reports the device
+/// lost as a driver reset would). Every request in flight is answered with an error that
+/// says so — a 500 when nothing was sent yet, an SSE error event and `[DONE]` in a stream —
+/// and the server exits non-zero naming the cause.
+#[test]
+fn a_lost_device_ends_every_request_with_the_reason_and_stops_the_server() {
+    let mut server = serve(&["--slots", "2", "--inject-device-loss", "40"]);
+    let port = server.port;
+    let before = generated(port);
+    assert_eq!(before, 0.0);
+    // Non-streamed: 100 tokens, more than the 40 after which the device goes.
+    let plain = std::thread::spawn(move || post(port, "/v1/completions", &completion("plain", 1, 100, false)));
+    let t0 = Instant::now();
+    while generated(port) < 1.0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no tokens came");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let events = stream_events(port, "/v1/completions", &completion("streamed", 2, 100, true));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    let error: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(error["error"]["type"], "server_error", "{events:?}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("the GPU device was lost") && message.contains("the server is stopping"), "{message}");
+    let (status, v) = plain.join().unwrap();
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("the GPU device was lost"), "{v}");
+    // The server stops by itself, with an error status and the reason in its log.
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the server kept running on a lost device: {}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "exit status {status}");
+    // Its last lines may still be on their way through the pipe.
+    let t0 = Instant::now();
+    while !server.log().contains("kiln serve stopped: the GPU device was lost (Destroyed)") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the log does not name the cause: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

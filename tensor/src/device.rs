@@ -216,7 +216,8 @@ impl Device {
         let lost = Arc::new(Mutex::new(None));
         let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
-            *lost_sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+            let why = if message.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {message}") };
+            *lost_sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         });
         let pool = BufferPool::new(device.clone());
         Ok(Device {

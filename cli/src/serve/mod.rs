@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// admitted), as a sequence the engine fails alone would (repeatable).
     #[arg(long, value_name = "SEED:TOKENS", value_parser = Fault::parse, hide = true)]
     inject_fault: Vec<Fault>,
+    /// Test hook: destroy the GPU device once TOKENS tokens have been generated, to test
+    /// that a lost device stops the server with a clear error.
+    #[arg(long, value_name = "TOKENS", hide = true)]
+    inject_device_loss: Option<usize>,
 }
 
 /// Body limits the handlers read with.
@@ -230,7 +234,9 @@ pub fn run(dev_args: &DeviceArgs, args: ServeArgs) -> Result<()> {
             })
         })?
     };
-    let served = Scheduler::new(engine, &dev, &parts.model, shared.metrics.clone(), args.write_timeout, args.inject_fault.clone()).run(job_rx);
+    let served = Scheduler::new(engine, &dev, &parts.model, shared.metrics.clone(), args.write_timeout, args.inject_fault.clone())
+        .lose_device_after(args.inject_device_loss)
+        .run(job_rx);
     if served.is_err() {
         shared.shutting_down.store(true, Ordering::SeqCst);
         shutdown.cancel();

@@ -130,6 +130,10 @@ pub struct Scheduler<'m> {
     metrics: Arc<Metrics>,
     stall_timeout: Duration,
     faults: Vec<Fault>,
+    /// Test hook (`--inject-device-loss TOKENS`): destroy the device once this many
+    /// tokens have been passed on, to exercise the lost-device path.
+    lose_device_after: Option<usize>,
+    tokens_forwarded: usize,
     live: Vec<Live>,
     waiting: VecDeque<GenJob>,
     scoring: VecDeque<ScoreJob>,
@@ -147,12 +151,21 @@ impl<'m> Scheduler<'m> {
             metrics,
             stall_timeout,
             faults,
+            lose_device_after: None,
+            tokens_forwarded: 0,
             live: Vec::new(),
             waiting: VecDeque::new(),
             scoring: VecDeque::new(),
             lenses: VecDeque::new(),
             stopping: false,
         }
+    }
+
+    /// Destroy the device (wgpu's `Device::destroy`, which reports it lost) once `tokens`
+    /// tokens have been passed on: a test of the one failure that stops the server.
+    pub fn lose_device_after(mut self, tokens: Option<usize>) -> Self {
+        self.lose_device_after = tokens;
+        self
     }
 
     fn idle(&self) -> bool {
@@ -211,6 +224,11 @@ impl<'m> Scheduler<'m> {
                 }
             }
             self.forward();
+            if self.lose_device_after.is_some_and(|n| self.tokens_forwarded >= n) {
+                eprintln!("kiln serve: --inject-device-loss: destroying the device after {} tokens", self.tokens_forwarded);
+                self.lose_device_after = None;
+                self.dev.wgpu().destroy();
+            }
             self.metrics.slots_busy.set(self.engine.active() as i64);
             self.metrics.queue_depth.set(self.waiting.len() as i64);
         }
@@ -283,7 +301,7 @@ impl<'m> Scheduler<'m> {
     /// handler is gone, full, or has not read for `stall_timeout`.
     fn forward(&mut self) {
         let now = Instant::now();
-        let (metrics, stall) = (&self.metrics, self.stall_timeout);
+        let (metrics, stall, forwarded) = (&self.metrics, self.stall_timeout, &mut self.tokens_forwarded);
         self.live.retain_mut(|l| {
             loop {
                 let msg = match l.events.try_recv() {
@@ -295,6 +313,7 @@ impl<'m> Scheduler<'m> {
                         }
                         l.last_token = Some(now);
                         l.tokens += 1;
+                        *forwarded += 1;
                         match l.fail_after {
                             // As the engine's Event::Error for this sequence alone would.
                             Some(f) if l.tokens > f.tokens => Msg::Failed(ApiError::internal(f.error())),
