@@ -67,6 +67,14 @@ def main() -> int:
     print("echo:", repr(e.choices[0].text), "token_logprobs:", [None if x is None else round(x, 3) for x in lp.token_logprobs])
     assert lp.token_logprobs[0] is None and all(x is not None for x in lp.token_logprobs[1:])
     assert e.choices[0].text.startswith("The capital of France is Paris") and len(lp.tokens) == e.usage.prompt_tokens + 1
+    # The same streamed: the prompt comes first, then the token; joined they are the plain answer.
+    text, tokens = "", []
+    for ch in client.completions.create(model=model, prompt="The capital of France is Paris", max_tokens=1,
+                                        temperature=0, logprobs=1, echo=True, stream=True):
+        text += ch.choices[0].text
+        tokens += ch.choices[0].logprobs.tokens if ch.choices[0].logprobs else []
+    print("streamed echo:", repr(text))
+    assert text == e.choices[0].text and tokens == lp.tokens, "streamed and plain echo differ"
 
     n = client.completions.create(model=model, prompt="Once upon a time", max_tokens=args.max_tokens, seed=3, n=3,
                                   temperature=0.9)

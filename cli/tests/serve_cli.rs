@@ -298,9 +298,41 @@ fn echo_returns_the_prompt_log_probs_kiln_score_computes() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["text"], text);
     assert!(v["choices"][0]["logprobs"].is_null());
-    let (status, e) = post(port, "/v1/completions", &json!({"prompt": text, "echo": true, "stream": true}));
-    assert_eq!(status, 400, "{e}");
-    assert_eq!(e["error"]["param"], "echo");
+    // Streamed echo: the first chunk is the prompt with its log-probs, then the tokens;
+    // joined, the chunks are the plain answer (text, tokens, log-probs, text offsets).
+    for max_tokens in [0, 4] {
+        let body = json!({"prompt": text, "max_tokens": max_tokens, "echo": true, "logprobs": 2, "temperature": 0});
+        let (status, plain) = post(port, "/v1/completions", &body);
+        assert_eq!(status, 200, "{plain}");
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let events = stream_events(port, "/v1/completions", &streamed);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+        let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+        let first = &chunks[0]["choices"][0];
+        assert_eq!(first["text"], text, "{first}");
+        assert_eq!(first["logprobs"]["tokens"].as_array().unwrap().len(), ids.len(), "{first}");
+        let (mut joined, mut tokens, mut lps, mut offsets) = (String::new(), vec![], vec![], vec![]);
+        for c in &chunks {
+            let choice = &c["choices"][0];
+            joined.push_str(choice["text"].as_str().unwrap());
+            if let Some(lp) = choice["logprobs"].as_object() {
+                tokens.extend(lp["tokens"].as_array().unwrap().iter().cloned());
+                lps.extend(lp["token_logprobs"].as_array().unwrap().iter().cloned());
+                offsets.extend(lp["text_offset"].as_array().unwrap().iter().cloned());
+            }
+        }
+        let want = &plain["choices"][0];
+        assert_eq!(joined, want["text"].as_str().unwrap(), "max_tokens {max_tokens}");
+        assert_eq!(tokens, *want["logprobs"]["tokens"].as_array().unwrap(), "max_tokens {max_tokens}");
+        assert_eq!(offsets, *want["logprobs"]["text_offset"].as_array().unwrap(), "max_tokens {max_tokens}");
+        let want_lps = want["logprobs"]["token_logprobs"].as_array().unwrap();
+        assert_eq!(lps.len(), want_lps.len());
+        for (g, w) in lps.iter().zip(want_lps) {
+            assert!(g.is_null() == w.is_null() && (g.as_f64().unwrap_or(0.0) - w.as_f64().unwrap_or(0.0)).abs() < 1e-5, "{g} vs {w}");
+        }
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length", "{chunks:?}");
+    }
 }
 
 /// `kiln score --context C --answer A --json`.

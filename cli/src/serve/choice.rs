@@ -178,12 +178,14 @@ pub fn completion_logprobs(tok: &Tokenizer, echo: Option<&Echo>, generated: &[Va
 }
 
 /// One streamed chunk's choice: a text delta with its log-probs, or the finish reason.
-pub fn chunk_choice(endpoint: Endpoint, index: usize, text: Option<&str>, lp: Option<&Value>, finish: Option<&str>) -> Value {
+/// `offset`: the characters of the choice's text sent before this delta (the echoed
+/// prompt included), the completions API's `text_offset` of its token.
+pub fn chunk_choice(endpoint: Endpoint, index: usize, text: Option<&str>, lp: Option<&Value>, finish: Option<&str>, offset: usize) -> Value {
     match endpoint {
         Endpoint::Completion => json!({
             "index": index,
             "text": text.unwrap_or(""),
-            "logprobs": lp.map(|e| json!({"tokens": [e["token"]], "token_logprobs": [e["logprob"]], "top_logprobs": [completion_top(e)]})),
+            "logprobs": lp.map(|e| json!({"tokens": [e["token"]], "token_logprobs": [e["logprob"]], "top_logprobs": [completion_top(e)], "text_offset": [offset]})),
             "finish_reason": finish,
         }),
         Endpoint::Chat => {

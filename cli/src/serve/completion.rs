@@ -174,9 +174,6 @@ async fn completions_inner(shared: Arc<Shared>, body: Bytes) -> Result<Response,
             }
         }
     }
-    if req.echo && req.gen.stream {
-        return Err(ApiError::param("echo", "echo with stream is not supported"));
-    }
     let max_tokens = check(&shared, &prompts, &req.gen, Some(16), req.echo)?;
     let plan = Plan { endpoint: Endpoint::Completion, prompts, echo_text: req.echo.then_some(texts), gen: req.gen, max_tokens };
     run(shared, plan).await
@@ -377,6 +374,8 @@ async fn stream_events(
     let send = |b: Bytes| async move { frames.send(Ok(b)).await.map_err(|_| None) };
     let n = plan.gen.n;
     let mut states = choice_states(shared, plan, &r).map_err(Some)?;
+    // Per choice, the characters of its text sent so far (for `text_offset`).
+    let mut sent = vec![0usize; states.len()];
     for i in 0..states.len() {
         match (plan.endpoint, &r.echoes) {
             (Endpoint::Chat, _) => {
@@ -387,6 +386,7 @@ async fn stream_events(
                 let e = &echoes[i / n];
                 let lp = plan.gen.params.logprobs.map(|_| completion_logprobs(&shared.tokenizer, Some(e), &[]));
                 send(chunk(vec![json!({"index": i, "text": e.text, "logprobs": lp, "finish_reason": null})])).await?;
+                sent[i] = e.text.chars().count();
             }
             (Endpoint::Completion, None) => {}
         }
@@ -394,7 +394,7 @@ async fn stream_events(
     let mut open = if plan.max_tokens > 0 { states.len() } else { 0 };
     if open == 0 {
         for i in 0..states.len() {
-            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some("length"))])).await?;
+            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some("length"), sent[i])])).await?;
         }
     }
     while open > 0 {
@@ -406,19 +406,21 @@ async fn stream_events(
             Msg::Token(t) => {
                 let piece = state.token(&t).map_err(Some)?;
                 if !piece.text.is_empty() || piece.logprob.is_some() {
-                    send(chunk(vec![chunk_choice(plan.endpoint, i, Some(&piece.text), piece.logprob.as_ref(), None)])).await?;
+                    send(chunk(vec![chunk_choice(plan.endpoint, i, Some(&piece.text), piece.logprob.as_ref(), None, sent[i])])).await?;
+                    sent[i] += piece.text.chars().count();
                 }
             }
             Msg::Done(reason) => {
                 let tail = state.done(reason).map_err(Some)?;
                 if !tail.is_empty() {
-                    send(chunk(vec![chunk_choice(plan.endpoint, i, Some(&tail), None, None)])).await?;
+                    send(chunk(vec![chunk_choice(plan.endpoint, i, Some(&tail), None, None, sent[i])])).await?;
+                    sent[i] += tail.chars().count();
                 }
             }
             Msg::Failed(e) => return Err(Some(e)),
         }
         if let Some(finish) = state.finish {
-            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some(finish))])).await?;
+            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some(finish), sent[i])])).await?;
             open -= 1;
         }
     }
