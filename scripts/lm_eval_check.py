@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""lm-evaluation-harness against `kiln serve`, compared with `kiln eval` (issue 15).
+"""lm-evaluation-harness against `kiln serve`, compared with `kiln eval` and `kiln score`.
 
 Runs lm-eval's `local-completions` model, pointed at a `kiln serve` this script starts, on
 tests/fixtures/eval/tiny_mc.jsonl (task tests/fixtures/lm_eval_task/kiln_tiny_mc.yaml), then
-`kiln eval --json` on the same file, and checks that both give the same per-choice
-log-likelihoods (within --tolerance) and the same acc and acc_norm, with their standard
-errors. lm-eval tokenizes through the server (`tokenizer_backend=remote`: /tokenizer_info,
+`kiln eval --json` on the same file and `kiln score --context C --answer A` on every
+(context, continuation) lm-eval scored, and checks that all three give the same per-choice
+log-likelihoods (within --tolerance) and that lm-eval and kiln eval give the same acc and
+acc_norm, with their standard errors. lm-eval tokenizes through the server (`tokenizer_backend=remote`: /tokenizer_info,
 /tokenize) and sends token-id prompts with echo and logprobs (the prompt log-prob path
 of /v1/completions). Exits non-zero on any difference.
 
@@ -16,8 +17,8 @@ Needs lm-eval importable (with its dependencies from wheels). Three of its depen
 ship no wheel (sqlitedict, rouge-score, word2number); this check uses none of them, so
 where they are missing put stand-ins on PYTHONPATH, e.g. a `sqlitedict.py` defining a
 `SqliteDict` class (only lm-eval's --use_cache uses it), an empty `word2number.py` and an
-empty `rouge_score/` package with `rouge_scorer.py` and `scoring.py`. BENCHMARKS.md
-records a run.
+empty `rouge_score/` package with `rouge_scorer.py` and `scoring.py`. docs/serving.md
+and docs/eval.md record a run.
 """
 import argparse
 import json
@@ -42,6 +43,22 @@ def start_server(model):
             threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             return proc, port
     raise RuntimeError("kiln serve exited before listening")
+
+
+def request_args(sample, j):
+    """The (context, continuation) lm-eval scored for choice j of a logged sample."""
+    args = sample["arguments"]
+    if isinstance(args, dict):  # {"gen_args_0": {"arg_0": context, "arg_1": continuation}, ...}
+        a = args[f"gen_args_{j}"]
+        return a["arg_0"], a["arg_1"]
+    return args[j][0], args[j][1]
+
+
+def kiln_score(model, context, answer):
+    """`kiln score --context C --answer A`'s answer log-likelihood."""
+    out = subprocess.run([KILN, "score", "-m", model, "--context", context, "--answer", answer, "--kv-cache", "f32",
+                          "--json", "-q"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["answer_logprob"]
 
 
 def main():
@@ -71,7 +88,7 @@ def main():
                                      check=True, capture_output=True, text=True).stdout)
 
     worst, rows, bad = 0.0, 0, []
-    print(f"{'item':<14} {'choice':<10} {'lm-eval':>12} {'kiln eval':>12} {'diff':>9}")
+    print(f"{'item':<14} {'choice':<10} {'lm-eval':>12} {'kiln eval':>12} {'kiln score':>12} {'diff':>9}")
     with open(TASK_FILE) as f:
         docs = [json.loads(line) for line in f if line.strip()]
     for sample in sorted(results["samples"]["kiln_tiny_mc"], key=lambda s: s["doc_id"]):
@@ -81,10 +98,12 @@ def main():
         for j, resp in enumerate(sample["resps"]):
             ll = resp[0][0]
             want = mine[j]["loglikelihood"]
-            diff = abs(ll - want)
+            context, answer = request_args(sample, j)
+            scored = kiln_score(args.model, context, answer)
+            diff = max(abs(ll - want), abs(ll - scored))
             worst = max(worst, diff)
             rows += 1
-            print(f"{name:<14} {doc['choices'][j]!r:<10} {ll:>12.6f} {want:>12.6f} {diff:>9.2e}")
+            print(f"{name:<14} {doc['choices'][j]!r:<10} {ll:>12.6f} {want:>12.6f} {scored:>12.6f} {diff:>9.2e}")
     if rows == 0 or worst > args.tolerance:
         bad.append(f"log-likelihoods: largest difference {worst:.2e} over {rows} choices (tolerance {args.tolerance:g})")
     r = results["results"]["kiln_tiny_mc"]
@@ -98,7 +117,7 @@ def main():
     if bad:
         print("FAIL: " + "; ".join(bad))
         return 1
-    print("OK: lm-eval through kiln serve and kiln eval give the same log-likelihoods, acc and acc_norm")
+    print("OK: lm-eval through kiln serve, kiln eval and kiln score give the same log-likelihoods; acc and acc_norm agree")
     return 0
 
 
