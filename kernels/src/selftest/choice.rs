@@ -1,6 +1,7 @@
 //! Cases for the kernels that pick tokens: argmax, the sampling step (greedy ids exact;
 //! processed logits, top-k / top-p / min-p kept sets exact and the Gumbel-max draw
-//! against the twin), top-N log-probs and per-token log-probs (scoring).
+//! against the twin), top-N log-probs, per-token log-probs (scoring), and the logit
+//! edits of the `logits` hook (`--set-logit`, `--add-logit`; bit-exact).
 
 use kiln_tensor::{DType, Device, Recorder, Tensor};
 
@@ -8,6 +9,7 @@ use super::{Case, CaseResult, Checks};
 use crate::logprobs::{self, COLS};
 use crate::reference::sample as twin;
 use crate::sample::{step, SampleBuffers, SampleRow, SampleState, StepPlan};
+use crate::logit_edit::{set_logits, LogitBase, LogitEdit};
 use crate::tolerance::{self, Tol};
 use crate::{argmax, reference, topn};
 
@@ -214,6 +216,37 @@ fn logprobs_case(rows: usize, n: usize, scale: f32, masked: bool) -> Case {
     })
 }
 
+/// Logit edits in place on `[rows, n]`: sets to a value or to the row's max plus a value,
+/// raises, a bias, two edits of one id, and (with `nans`) NaNs in the rows and one row all
+/// NaN — every entry bit-exact against the twin (`LOGIT_EDIT` is exact).
+fn logit_edit_case(rows: usize, n: usize, scale: f32, nans: bool) -> Case {
+    let name = format!("logit_edit/rows{rows}/n{n}/scale{scale}{}", if nans { "/nan" } else { "" });
+    Case::new(name.clone(), move |dev: &Device, checks: &mut Checks| -> CaseResult {
+        let mut rng = Case::rng(&name);
+        let mut x = rng.vec(rows * n, scale);
+        if nans {
+            for i in (0..x.len()).step_by(7) {
+                x[i] = f32::NAN;
+            }
+            x[(rows - 1) * n..].fill(f32::NAN);
+        }
+        let bases = [LogitBase::Zero, LogitBase::RowMax, LogitBase::Current];
+        let mut edits: Vec<LogitEdit> = (0..6u32)
+            .map(|k| LogitEdit { id: rng.below(n as u32), base: bases[k as usize % 3], value: rng.uniform(20.0), raise_only: k >= 3 })
+            .collect();
+        edits.push(LogitEdit { id: edits[0].id, base: LogitBase::RowMax, value: 1.0, raise_only: true });
+        edits.push(LogitEdit { id: n as u32 - 1, base: LogitBase::Zero, value: -scale, raise_only: false });
+        let t = Tensor::from_slice(dev, &x, &[rows, n])?;
+        let mut rec = Recorder::new(dev);
+        set_logits(&mut rec, &t, &edits)?;
+        rec.submit()?;
+        let mut want = x.clone();
+        reference::logit_edit::set_logits(&mut want, n, &edits);
+        checks.close(&name, &t.to_vec_f32()?, &want, tolerance::LOGIT_EDIT);
+        Ok(())
+    })
+}
+
 pub(super) fn cases(out: &mut Vec<Case>) {
     for (rows, n, scale, ties) in
         [(1, 1, 1.0, false), (3, 1025, 10.0, true), (4, 4099, 1e4, false), (2, 151936, 20.0, true)]
@@ -250,5 +283,8 @@ pub(super) fn cases(out: &mut Vec<Case>) {
         [(2, 1, 1.0, false), (3, 17, 8.0, true), (4, 257, 8.0, false), (3, 4099, 1e4, false), (2, 151936, 15.0, false)]
     {
         out.push(logprobs_case(rows, n, scale, masked));
+    }
+    for (rows, n, scale, nans) in [(1, 1, 1.0, false), (3, 17, 1e3, false), (3, 4099, 50.0, true), (2, 151936, 1e4, false)] {
+        out.push(logit_edit_case(rows, n, scale, nans));
     }
 }
