@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 /// activation rows times the weight rows of a workgroup.
 const BLOCK_ACCS: usize = 32;
 /// Most weight rows per workgroup of the block matvec (MAX_ROWS in matvec_core.wgsl).
-const BLOCK_MAX_ROWS: usize = 32;
+const BLOCK_MAX_ROWS: usize = 16;
 /// Output rows per workgroup of the word matvec (ROWS in matvec.wgsl).
 const WORD_ROWS: u32 = 8;
 
@@ -205,7 +205,7 @@ fn x_regs(dev: &Device) -> usize {
 /// uses; [`matvec_fused_tuned`] takes any, for tests and benchmarks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
-    /// Weight rows per workgroup wanted, 1..=32, before the accumulator bound
+    /// Weight rows per workgroup wanted, 1..=16, before the accumulator bound
     /// (M · rows ≤ 32) and SwiGLU's even count.
     pub rows: usize,
     /// Invocations that share one Q8_0 block: 1, 2, 4 or 8 (other types ignore it).
@@ -222,10 +222,8 @@ impl Tuning {
     ///   Q8_0 block. On an H200 (2026-11-30, BENCHMARKS.md) 4 lanes took Qwen2.5's Q8_0
     ///   lm_head from 612 to 570 µs at M = 1 and from 1966 to 1024 µs at M = 4.
     /// - CPU adapters (lavapipe, WARP, SwiftShader) pay for every load instruction and run
-    ///   few workgroups at a time: 32 rows (for M = 1; 32 / M for more), so each x load
-    ///   serves more weight rows and the reduction runs once per 32 rows, and 1 lane per
-    ///   block, so its scale is loaded once. On lavapipe (2026-11-30) 32 rows instead of 16
-    ///   took SmolLM2's Q8_0 lm_head from 57 to 52 ms and Qwen2.5's v_proj from 281 to 240 µs.
+    ///   few workgroups at a time: 16 rows, so each x load serves more weight rows, and 1
+    ///   lane per block, so its scale is loaded once.
     /// - 32 invocations a workgroup on both: 64 and 128 were no faster on the H200.
     pub fn for_device(dev: &Device) -> Tuning {
         static ROWS: OnceLock<Option<usize>> = OnceLock::new();

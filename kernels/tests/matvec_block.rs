@@ -326,8 +326,8 @@ fn q8_0_lane_counts_and_row_counts_match_twin() {
         let mut rec = Recorder::new(&dev);
         let mut cases = Vec::new();
         for q8_lanes in [1usize, 2, 4, 8] {
-            for (i, &(k, m, rows)) in [(32usize, 1usize, 2usize), (576, 1, 16), (160, 3, 1), (576, 16, 2), (896, 1, 32)].iter().enumerate() {
-                let n = [5usize, 33, 17, 3, 45][i];
+            for (i, &(k, m, rows)) in [(32usize, 1usize, 2usize), (576, 1, 16), (160, 3, 1), (576, 16, 2)].iter().enumerate() {
+                let n = [5usize, 33, 17, 3][i];
                 let (bytes, vals) = weights(&mut rng, DType::Q8_0, n, k);
                 let x = rng.vec(m * k, 3.0);
                 let g = rng.vec(k, 1.0);

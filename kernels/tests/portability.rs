@@ -44,7 +44,7 @@ fn specialisations(name: &str, module: &naga::Module) -> Vec<Variant> {
 
 /// The block matvec (kernels/src/matvec.rs): each weight code of its family, every row
 /// count M = 1..=16 with the weight rows per workgroup and loop order a GPU (2 rows) and
-/// a CPU adapter (32 / M rows, 32 x registers) get, and every fusion (norm × bias × residual × activation) at
+/// a CPU adapter (min(16, 32 / M) rows, 32 x registers) get, and every fusion (norm × bias × residual × activation) at
 /// M = 1 and M = 16; Q8_0's GPU variants also with 2, 4 and 8 lanes per block; with
 /// subgroups, workgroups of 64 and 128 invocations.
 fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
@@ -57,7 +57,7 @@ fn block_matvec_specialisations(name: &str) -> Vec<Variant> {
         other => panic!("unknown block matvec module {other}"),
     };
     let rows_for = |m: usize| {
-        let cpu = (32 / m).clamp(1, 32);
+        let cpu = (32 / m).clamp(1, 16);
         let mut v = vec![2.0, cpu as f64];
         v.dedup();
         v

@@ -87,7 +87,7 @@ override WG: u32 = 32u;
 // keeps WG / the adapter's smallest subgroup ≤ 32).
 const SLOTS: u32 = 32u;
 const MAX_M: u32 = 16u;
-const MAX_ROWS: u32 = 32u;
+const MAX_ROWS: u32 = 16u;
 const NACC: u32 = 32u;        // accumulators per invocation: M · ROWS at most
 const MAX_GROUPS: u32 = 16u;  // groups of 4 elements one lane owns in a block, at most
 
