@@ -112,7 +112,7 @@ pub struct ServeArgs {
     /// Test hook: destroy the GPU device once TOKENS tokens have been generated, to test
     /// that a lost device stops the server with a clear error.
     #[arg(long, value_name = "TOKENS", hide = true)]
-    inject_device_loss: Option<usize>,
+    inject_device_loss: Option<u64>,
 }
 
 /// Body limits the handlers read with.

@@ -131,9 +131,9 @@ pub struct Scheduler<'m> {
     stall_timeout: Duration,
     faults: Vec<Fault>,
     /// Test hook (`--inject-device-loss TOKENS`): destroy the device once this many
-    /// tokens have been passed on, to exercise the lost-device path.
-    lose_device_after: Option<usize>,
-    tokens_forwarded: usize,
+    /// tokens have been passed on (`kiln_generated_tokens_total`), to exercise the
+    /// lost-device path.
+    lose_device_after: Option<u64>,
     live: Vec<Live>,
     waiting: VecDeque<GenJob>,
     scoring: VecDeque<ScoreJob>,
@@ -152,7 +152,6 @@ impl<'m> Scheduler<'m> {
             stall_timeout,
             faults,
             lose_device_after: None,
-            tokens_forwarded: 0,
             live: Vec::new(),
             waiting: VecDeque::new(),
             scoring: VecDeque::new(),
@@ -163,7 +162,7 @@ impl<'m> Scheduler<'m> {
 
     /// Destroy the device (wgpu's `Device::destroy`, which reports it lost) once `tokens`
     /// tokens have been passed on: a test of the one failure that stops the server.
-    pub fn lose_device_after(mut self, tokens: Option<usize>) -> Self {
+    pub fn lose_device_after(mut self, tokens: Option<u64>) -> Self {
         self.lose_device_after = tokens;
         self
     }
@@ -224,8 +223,9 @@ impl<'m> Scheduler<'m> {
                 }
             }
             self.forward();
-            if self.lose_device_after.is_some_and(|n| self.tokens_forwarded >= n) {
-                eprintln!("kiln serve: --inject-device-loss: destroying the device after {} tokens", self.tokens_forwarded);
+            let generated = self.metrics.generated_tokens.get();
+            if self.lose_device_after.is_some_and(|n| generated >= n) {
+                eprintln!("kiln serve: --inject-device-loss: destroying the device after {generated} tokens");
                 self.lose_device_after = None;
                 self.dev.wgpu().destroy();
             }
@@ -301,7 +301,7 @@ impl<'m> Scheduler<'m> {
     /// handler is gone, full, or has not read for `stall_timeout`.
     fn forward(&mut self) {
         let now = Instant::now();
-        let (metrics, stall, forwarded) = (&self.metrics, self.stall_timeout, &mut self.tokens_forwarded);
+        let (metrics, stall) = (&self.metrics, self.stall_timeout);
         self.live.retain_mut(|l| {
             loop {
                 let msg = match l.events.try_recv() {
@@ -313,7 +313,6 @@ impl<'m> Scheduler<'m> {
                         }
                         l.last_token = Some(now);
                         l.tokens += 1;
-                        *forwarded += 1;
                         match l.fail_after {
                             // As the engine's Event::Error for this sequence alone would.
                             Some(f) if l.tokens > f.tokens => Msg::Failed(ApiError::internal(f.error())),
