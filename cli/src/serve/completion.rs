@@ -374,8 +374,9 @@ async fn stream_events(
     let send = |b: Bytes| async move { frames.send(Ok(b)).await.map_err(|_| None) };
     let n = plan.gen.n;
     let mut states = choice_states(shared, plan, &r).map_err(Some)?;
-    // Per choice, the characters of its text sent so far (for `text_offset`).
-    let mut sent = vec![0usize; states.len()];
+    // Per choice, the characters of its text sent so far (for `text_offset`): the echoed
+    // prompt, which goes first.
+    let mut sent: Vec<usize> = (0..states.len()).map(|i| r.echoes.as_ref().map_or(0, |e| e[i / n].text.chars().count())).collect();
     for i in 0..states.len() {
         match (plan.endpoint, &r.echoes) {
             (Endpoint::Chat, _) => {
@@ -386,15 +387,14 @@ async fn stream_events(
                 let e = &echoes[i / n];
                 let lp = plan.gen.params.logprobs.map(|_| completion_logprobs(&shared.tokenizer, Some(e), &[]));
                 send(chunk(vec![json!({"index": i, "text": e.text, "logprobs": lp, "finish_reason": null})])).await?;
-                sent[i] = e.text.chars().count();
             }
             (Endpoint::Completion, None) => {}
         }
     }
     let mut open = if plan.max_tokens > 0 { states.len() } else { 0 };
     if open == 0 {
-        for i in 0..states.len() {
-            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some("length"), sent[i])])).await?;
+        for (i, &at) in sent.iter().enumerate() {
+            send(chunk(vec![chunk_choice(plan.endpoint, i, None, None, Some("length"), at)])).await?;
         }
     }
     while open > 0 {
